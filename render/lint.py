@@ -1,0 +1,122 @@
+"""Lint: every problem in every file at once, each with file, line, field and a fix.
+
+`lint(ws, paths)` checks the given files (what pre-commit and CI pass: the changed
+ones) or the whole tree. A changed `_defaults.yaml` or `dataset.yaml` re-checks every
+experiment under it. Work grows with the files checked, not with the tree: rules that
+compare experiments only look at the same <dataset>/<model> folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from render import schema
+from render.errors import Finding
+from render.experiment import EXPERIMENTS_DIR, Experiment, Workspace
+from render.rules import EXPERIMENT_RULES, Context, layout, secrets
+from render.yamlsource import PathPart, YamlError
+
+
+@dataclass
+class LintResult:
+    findings: list[Finding] = field(default_factory=list)
+    experiments: list[Experiment] = field(default_factory=list)
+    files_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+
+def select(ws: Workspace, paths: Iterable[Path] | None) -> tuple[list[str], list[Path]]:
+    """(all files to check, the experiment files among them), repo-relative."""
+    root = ws.root
+    if paths is None:
+        files = sorted(p for p in (root / EXPERIMENTS_DIR).rglob("*") if p.is_file())
+    else:
+        files = [p if p.is_absolute() else root / p for p in paths]
+    rels: dict[str, None] = {}
+    experiments: dict[Path, None] = {}
+    for path in files:
+        rel = ws.rel(path)
+        kind = layout.classify(rel)
+        if kind == "other":
+            continue
+        rels[rel] = None
+        if kind == "experiment":
+            experiments[path.resolve()] = None
+        elif kind in ("defaults", "dataset") and path.exists():
+            for exp in sorted(path.parent.rglob("*.yaml")):
+                if layout.classify(ws.rel(exp)) == "experiment":
+                    experiments[exp.resolve()] = None
+                    rels[ws.rel(exp)] = None
+    return list(rels), [p for p in experiments if p.exists()]
+
+
+def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = False) -> LintResult:
+    rels, exp_paths = select(ws, paths)
+    result = LintResult(files_checked=len(rels))
+    findings: set[Finding] = set()
+    ctx = Context(ws)
+    scanned: set[str] = set()
+
+    for rel in rels:
+        findings.update(layout.check(rel))
+        kind = layout.classify(rel)
+        if kind == "dataset" and (ws.root / rel).exists():
+            findings.update(_check_dataset(ws, ws.root / rel))
+    for path in exp_paths:
+        exp, load_findings = ws.load(path)
+        findings.update(load_findings)
+        if exp is None:
+            continue
+        result.experiments.append(exp)
+        for doc in {exp.doc, *exp.origins.values()}:
+            if doc.file not in scanned:
+                scanned.add(doc.file)
+                findings.update(secrets.scan_text((ws.root / doc.file).read_text("utf-8"),
+                                                  doc.file))
+
+        def locate(parts: tuple[PathPart, ...], message: str, hint: str,
+                   exp: Experiment = exp) -> Finding:
+            return exp.finding(parts, message, hint, "schema")
+
+        schema_findings = schema.validate("experiment.schema.json", exp.merged, locate)
+        findings.update(schema_findings)
+        for rule in EXPERIMENT_RULES:
+            findings.update(rule(exp, ctx))
+        if deep and not schema_findings:
+            findings.update(_deep_check(exp))
+    result.findings = sorted(findings)
+    return result
+
+
+def _check_dataset(ws: Workspace, path: Path) -> list[Finding]:
+    try:
+        doc = ws.doc(path)
+    except YamlError as exc:
+        return [exc.finding]
+    if doc is None:
+        return []
+    out = list(secrets.scan_text(path.read_text("utf-8"), doc.file))
+
+    def locate(parts: tuple[PathPart, ...], message: str, hint: str) -> Finding:
+        return doc.finding(parts, message, hint, "schema")
+
+    out.extend(schema.validate("dataset.schema.json", doc.data, locate))
+    return out
+
+
+def _deep_check(exp: Experiment) -> list[Finding]:
+    """LLaMA-Factory's own parser, where the training extra is installed."""
+    try:
+        from render.lfschema import deep_check
+    except ImportError:  # pragma: no cover - lfschema itself has no heavy imports
+        return []
+    message = deep_check(exp.train)
+    if message is None:
+        return []
+    return [exp.finding(("train",), f"LLaMA-Factory rejects the arguments: {message}",
+                        "fix the argument it names", "deep")]

@@ -1,0 +1,119 @@
+"""Validate rendered objects against the real schemas of the pinned upstream versions.
+
+JobSet and Kueue objects: the openAPIV3Schema of their CRDs, read from the Go module
+cache of the pinned versions (`go mod download`, cached by Go; nothing is copied into
+this repository). Unknown fields are errors here (the API server would silently prune
+them). Core kinds: kubernetes-validate's schemas for the matching Kubernetes version.
+CEL rules and webhooks are not evaluated here; the server-side dry run on the local
+control plane covers them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from render.devcluster.versions import JOBSET, KUBERNETES, KUEUE
+from render.errors import FatalError
+
+MODULES = {
+    "jobset.x-k8s.io": ("sigs.k8s.io/jobset", JOBSET),
+    "kueue.x-k8s.io": ("sigs.k8s.io/kueue", KUEUE),
+}
+CORE_VERSION = KUBERNETES.lstrip("v").rsplit(".", 1)[0]  # "1.36"
+
+
+@cache
+def module_dir(module: str, version: str) -> Path:
+    go = shutil.which("go")
+    if go is None:
+        raise FatalError("validating JobSet/Kueue objects needs Go (to fetch their CRDs from "
+                         "the Go module proxy); install Go or skip --validate")
+    proc = subprocess.run([go, "mod", "download", "-json", f"{module}@{version}"],
+                          capture_output=True, text=True, check=False)
+    try:
+        return Path(json.loads(proc.stdout)["Dir"])
+    except (ValueError, KeyError):
+        raise FatalError(f"cannot download {module}@{version}: {proc.stderr.strip()}") from None
+
+
+def _to_json_schema(node: Any) -> Any:
+    """Kubernetes structural schema -> JSON Schema (strict about unknown fields)."""
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-") or key in ("nullable", "format"):
+            continue
+        if key == "properties":
+            out[key] = {k: _to_json_schema(v) for k, v in value.items()}
+        elif key in ("items", "additionalProperties", "not"):
+            out[key] = _to_json_schema(value)
+        elif key in ("allOf", "anyOf", "oneOf"):
+            out[key] = [_to_json_schema(v) for v in value]
+        else:
+            out[key] = value
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["type"] = ["integer", "string"]
+    if node.get("nullable") and "type" in out:
+        types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+        out["type"] = [*types, "null"]
+    if ("properties" in out and "additionalProperties" not in out
+            and not node.get("x-kubernetes-preserve-unknown-fields")):
+        out["additionalProperties"] = False
+    return out
+
+
+@cache
+def crd_validators() -> dict[tuple[str, str], Draft202012Validator]:
+    """(apiVersion, kind) -> validator, for every served version of the pinned CRDs."""
+    out: dict[tuple[str, str], Draft202012Validator] = {}
+    for group, (module, version) in MODULES.items():
+        bases = module_dir(module, version) / "config" / "components" / "crd" / "bases"
+        for path in sorted(bases.glob(f"{group}_*.yaml")):
+            crd = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
+            kind = crd["spec"]["names"]["kind"]
+            for ver in crd["spec"]["versions"]:
+                if not ver.get("served"):
+                    continue
+                schema = _to_json_schema(ver["schema"]["openAPIV3Schema"])
+                schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+                out[(f"{group}/{ver['name']}", kind)] = Draft202012Validator(schema)
+    return out
+
+
+def validate_object(doc: dict[str, Any]) -> list[str]:
+    api, kind = str(doc.get("apiVersion", "")), str(doc.get("kind", ""))
+    name = f"{kind}/{doc.get('metadata', {}).get('name', '?')}"
+    group = api.split("/", 1)[0] if "/" in api else ""
+    if group in MODULES:
+        validator = crd_validators().get((api, kind))
+        if validator is None:
+            return [f"{name}: {api} {kind} is not served by the pinned CRDs"]
+        return [f"{name}: {'.'.join(str(p) for p in e.absolute_path) or '$'}: {e.message}"
+                for e in validator.iter_errors(doc)]
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(doc, CORE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return [f"{name}: {'.'.join(str(p) for p in exc.path) or '$'}: {exc.message}"]
+    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError):
+        return [f"{name}: no schema for {api} {kind} in Kubernetes {CORE_VERSION}"]
+    return []
+
+
+def validate_manifests(docs: Sequence[dict[str, Any]]) -> list[str]:
+    problems: list[str] = []
+    for doc in docs:
+        problems.extend(validate_object(doc))
+    return problems
