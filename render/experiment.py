@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -130,7 +131,7 @@ class Experiment:
         """dataset/model/name: unique within the repository."""
         return f"{self.dataset}/{self.model}/{self.name}"
 
-    @property
+    @cached_property
     def config_hash(self) -> str:
         """Hash of everything that decides what the run computes.
 
@@ -227,8 +228,16 @@ class Workspace:
         self.root = root.resolve()
         self.profile = profile or load_profile(self.root)
         self._docs: dict[Path, YamlDoc | YamlError | None] = {}
+        self._loaded: dict[Path, tuple[Experiment | None, list[Finding]]] = {}
+        self._siblings: dict[tuple[str, str], list[Path]] = {}
 
     def rel(self, path: Path) -> str:
+        if not path.is_absolute():
+            path = self.root / path
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            pass
         try:
             return path.resolve().relative_to(self.root).as_posix()
         except ValueError:
@@ -257,13 +266,23 @@ class Workspace:
                 yield path
 
     def siblings(self, dataset: str, model: str) -> list[Path]:
-        folder = self.root / EXPERIMENTS_DIR / dataset / model
-        return sorted(p for p in folder.glob("*.yaml") if p.name != DEFAULTS_NAME)
+        """Experiment files in one <dataset>/<model> folder (listed once)."""
+        key = (dataset, model)
+        if key not in self._siblings:
+            folder = self.root / EXPERIMENTS_DIR / dataset / model
+            self._siblings[key] = sorted(
+                p for p in folder.glob("*.yaml") if p.name != DEFAULTS_NAME)
+        return self._siblings[key]
 
     def load(self, path: Path) -> tuple[Experiment | None, list[Finding]]:
-        """Load one experiment file with its defaults; findings for unreadable parts."""
-        findings: list[Finding] = []
+        """Load one experiment file with its defaults (cached per path)."""
         path = path if path.is_absolute() else self.root / path
+        if path not in self._loaded:
+            self._loaded[path] = self._load(path)
+        return self._loaded[path]
+
+    def _load(self, path: Path) -> tuple[Experiment | None, list[Finding]]:
+        findings: list[Finding] = []
         rel = PurePosixPath(self.rel(path))
         parts = rel.parts
         if len(parts) != 4 or parts[0] != EXPERIMENTS_DIR:

@@ -8,6 +8,7 @@ compare experiments only look at the same <dataset>/<model> folder.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ def select(ws: Workspace, paths: Iterable[Path] | None) -> tuple[list[str], list
     if paths is None:
         files = sorted(p for p in (root / EXPERIMENTS_DIR).rglob("*") if p.is_file())
     else:
-        files = [p if p.is_absolute() else root / p for p in paths]
+        files = [_absolute(root, p) for p in paths]
     rels: dict[str, None] = {}
     experiments: dict[Path, None] = {}
     for path in files:
@@ -46,13 +47,22 @@ def select(ws: Workspace, paths: Iterable[Path] | None) -> tuple[list[str], list
             continue
         rels[rel] = None
         if kind == "experiment":
-            experiments[path.resolve()] = None
+            experiments[path] = None
         elif kind in ("defaults", "dataset") and path.exists():
             for exp in sorted(path.parent.rglob("*.yaml")):
                 if layout.classify(ws.rel(exp)) == "experiment":
-                    experiments[exp.resolve()] = None
+                    experiments[exp] = None
                     rels[ws.rel(exp)] = None
     return list(rels), [p for p in experiments if p.exists()]
+
+
+def _absolute(root: Path, path: Path) -> Path:
+    """Paths are taken relative to the repository root, else to the current folder."""
+    if path.is_absolute():
+        return Path(os.path.normpath(path))
+    if not (root / path).exists() and path.exists():
+        return Path(os.path.abspath(path))
+    return Path(os.path.normpath(root / path))
 
 
 def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = False) -> LintResult:

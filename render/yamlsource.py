@@ -21,29 +21,6 @@ except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _Loader = yaml.SafeLoader
 
 
-class _UniqueKeyLoader(_Loader):  # type: ignore[misc,valid-type]
-    pass
-
-
-def _no_duplicate_keys(loader: Any, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first defined on line {seen[key].start_mark.line + 1})",
-                key_node.start_mark,
-            )
-        seen[key] = key_node
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicate_keys
-)
-
 PathPart = str | int
 
 
@@ -102,12 +79,36 @@ class YamlDoc:
         return Finding(self.file, line, col, json_path(parts), message, hint, rule)
 
 
+def _check_duplicate_keys(node: yaml.Node) -> None:
+    """PyYAML keeps the last of two equal keys silently; we refuse them."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: dict[str, yaml.Node] = {}
+            for key_node, value_node in current.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    first = seen.get(key_node.value)
+                    if first is not None:
+                        raise yaml.constructor.ConstructorError(
+                            None, None,
+                            f"duplicate key {key_node.value!r} "
+                            f"(first defined on line {first.start_mark.line + 1})",
+                            key_node.start_mark)
+                    seen[key_node.value] = key_node
+                stack.append(value_node)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+
+
 def parse(text: str, file: str) -> YamlDoc:
     """Parse one YAML document; a syntax error becomes a FatalError with its location."""
-    loader = _UniqueKeyLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+        if node is not None:
+            _check_duplicate_keys(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -23,13 +23,25 @@ class Context:
     ws: Workspace
     _runs: dict[str, list[PastRun]] = field(default_factory=dict)
     _hashes: dict[str, str | None] = field(default_factory=dict)
+    _listing: dict[tuple[str, str], dict[str, list[Path]]] = field(default_factory=dict)
+
+    def _index_files(self, dataset: str, model: str) -> dict[str, list[Path]]:
+        """outputs-index/<dataset>/<model>/ entries by experiment name (listed once)."""
+        key = (dataset, model)
+        if key not in self._listing:
+            by_name: dict[str, list[Path]] = {}
+            folder = self.ws.root / INDEX_DIR / dataset / model
+            if folder.is_dir():
+                for entry in sorted(folder.glob("*__*.json")):
+                    by_name.setdefault(entry.name.rsplit("__", 1)[0], []).append(entry)
+            self._listing[key] = by_name
+        return self._listing[key]
 
     def past_runs(self, exp: Experiment) -> list[PastRun]:
         """Runs recorded in outputs-index/ for this experiment (read on demand)."""
         if exp.path not in self._runs:
-            folder = self.ws.root / INDEX_DIR / exp.dataset / exp.model
             runs = []
-            for entry in sorted(folder.glob(f"{exp.name}__*.json")):
+            for entry in self._index_files(exp.dataset, exp.model).get(exp.name, []):
                 try:
                     data = json.loads(entry.read_text(encoding="utf-8"))
                     runs.append(PastRun(str(data["run_id"]), str(data["config_hash"]),
