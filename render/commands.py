@@ -4,6 +4,7 @@ does the work and prints the result."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,230 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_experiment(args: argparse.Namespace) -> tuple[Workspace, Any]:
+    from render.lint import lint
+
+    ws = Workspace(Path(args.repo))
+    result = lint(ws, [Path(args.experiment)])
+    if not result.ok or len(result.experiments) != 1:
+        for finding in result.findings:
+            print(finding.format(), file=sys.stderr)
+        raise FatalError(f"{args.experiment}: fix the lint problems above first"
+                         if result.findings else f"{args.experiment} is not an experiment file")
+    return ws, result.experiments[0]
+
+
+def _print_result(result: Any, ws: Workspace) -> None:
+    rec = result.record
+    m = rec.metrics
+    loss = "n/a" if m.final_train_loss is None else f"{m.final_train_loss:.4f}"
+    print(f"run {rec.run_id}: {rec.status} (exit {rec.exit_code}) in "
+          f"{rec.duration_s if rec.duration_s is not None else '?'} s; final train loss {loss}")
+    print(f"  artifacts: {rec.artifacts_uri}")
+    if rec.loss_curve:
+        print(f"  loss curve: {rec.loss_curve}")
+    if rec.tracker_url:
+        print(f"  tracker: {rec.tracker_url}")
+    print(f"  index: {result.message}")
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    if not args.local:
+        raise FatalError("cluster launches happen on merge (the launch workflow runs "
+                         "`ftops apply`); use --local to run on this machine")
+    from render.local import launch_local
+
+    ws, exp = _one_experiment(args)
+    result = launch_local(ws, exp, work=Path(args.work), storage_root=args.storage,
+                          nproc=args.nproc, progress=not args.no_progress,
+                          index_dir=None if args.index_remote else ws.root / "outputs-index",
+                          index_remote=args.index_remote)
+    _print_result(result, ws)
+    return 0 if result.record.status == "succeeded" else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from render.demo import make_demo_assets
+    from render.local import AlreadyDone, launch_local
+    from render.overlay import render
+
+    ws = Workspace(Path(args.repo))
+    args.experiment = "experiments/demo/tiny-llama/sft_lora_v1.yaml"
+    print("1/4 making the tiny demo model and data in .demo/ (offline)", file=sys.stderr)
+    make_demo_assets(ws.root / ".demo")
+    print(f"2/4 lint {args.experiment}", file=sys.stderr)
+    ws, exp = _one_experiment(args)
+    spec = RunSpec(exp, git_commit(ws.root))
+    (rendered,) = render([spec], ws.root / ".rendered", ws.root)
+    print(f"3/4 rendered the cluster manifests to {ws.rel(rendered.folder)}/", file=sys.stderr)
+    print("4/4 training locally with llamafactory-cli, then the post-run hook",
+          file=sys.stderr)
+    try:
+        result = launch_local(ws, exp, work=Path(args.work), nproc=args.nproc,
+                              index_dir=ws.root / "outputs-index")
+    except AlreadyDone as done:
+        print(f"already done: {done}", file=sys.stderr)
+        return 0
+    _print_result(result, ws)
+    print(f"  browse: {ws.rel(ws.root / 'outputs-index' / 'README.md')}")
+    return 0 if result.record.status == "succeeded" else 1
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    from render.noderun import node_run
+
+    return node_run(Path(args.spec))
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from render import index
+
+    ws_root = Path(args.repo).resolve()
+    root = ws_root / "outputs-index"
+    if args.action == "readme":
+        index.write_readme(root)
+        print(f"wrote {root / 'README.md'}", file=sys.stderr)
+        return 0
+    if args.action == "check":
+        if not index.check_readme(root):
+            raise FatalError("outputs-index/README.md is stale; regenerate it with "
+                             "`ftops index readme` and commit it")
+        print(f"ok: outputs-index/README.md is current ({len(index.load_index(root))} "
+              "run(s))", file=sys.stderr)
+        return 0
+    from render.record import RunRecord
+    from render.storage import open_storage
+
+    if not args.storage:
+        raise FatalError("index reconcile needs --storage (e.g. gs://my-project-llm or ./outputs)")
+    storage = open_storage(args.storage)
+    stored = []
+    for key in storage.list_keys("experiments/", "/run.json"):
+        text = storage.read_text(key)
+        try:
+            stored.append(RunRecord.from_json(text or ""))
+        except (ValueError, TypeError):
+            print(f"ftops index reconcile: skipping unreadable {storage.uri(key)}",
+                  file=sys.stderr)
+    if args.remote:
+        from render.publish import reconcile
+
+        published = reconcile(stored, remote=args.remote, branch=args.branch)
+    else:
+        known = {(r.run_id, r.status) for r in index.load_index(root)} if root.exists() else set()
+        published = []
+        for rec in stored:
+            if (rec.run_id, rec.status) not in known:
+                index.write_entry(root, rec)
+                published.append(rec.run_id)
+        index.write_readme(root)
+    print(f"reconciled {len(stored)} stored run(s); published {len(published)}: "
+          f"{', '.join(published) or '-'}")
+    return 0
+
+
+def _record_index(ws: Workspace, records: list[Any]) -> str:
+    """Publish records to $FTOPS_INDEX_REMOTE (CI), else write ./outputs-index."""
+    if not records:
+        return "nothing to record"
+    remote = os.environ.get("FTOPS_INDEX_REMOTE")
+    if remote:
+        from render.publish import publish
+
+        publish(records, remote=remote, branch=os.environ.get("FTOPS_INDEX_BRANCH", "main"))
+        return f"recorded {len(records)} run(s) in the index remote"
+    from render.index import write_entry, write_readme
+
+    root = ws.root / "outputs-index"
+    for rec in records:
+        write_entry(root, rec)
+    write_readme(root)
+    return f"recorded {len(records)} run(s) in {ws.rel(root)}/"
+
+
+def _index_records(ws: Workspace) -> list[Any]:
+    from render.index import load_index
+
+    root = ws.root / "outputs-index"
+    return load_index(root) if root.is_dir() else []
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from render.cluster import Cluster, apply, connect
+    from render.hook import now
+    from render.overlay import render
+    from render.record import RunRecord
+
+    ws, specs = load_specs(args)
+    if not specs:
+        print("nothing to apply", file=sys.stderr)
+        return 0
+    rendered = render(specs, ws.root / args.out, ws.root)
+    cluster = Cluster(connect(args.kubeconfig), ws.profile.namespace)
+    indexed = {r.run_id for r in _index_records(ws)}
+    results = apply(cluster, [(r.spec.run_id, r.spec.exp.path, r.manifests) for r in rendered],
+                    dry_run=args.dry_run, indexed_run_ids=indexed)
+    for res in results:
+        print(f"{res.action:9} {res.jobset}  ({res.experiment_path}, run {res.run_id})")
+    if args.record and not args.dry_run:
+        by_id = {r.spec.run_id: r.spec for r in rendered}
+        records = []
+        for res in results:
+            if res.action != "created":
+                continue
+            ident = by_id[res.run_id].identity()
+            records.append(RunRecord(
+                **{k: ident[k] for k in ("run_id", "experiment", "experiment_path", "dataset",
+                                         "model", "config_hash", "git_sha", "image", "owner",
+                                         "nodes", "gpus_per_node", "gpu_type", "jobset",
+                                         "artifacts_uri", "hyperparameters")},
+                mode="cluster", status="launched", started_at=now()))
+        print(_record_index(ws, records), file=sys.stderr)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from render.cluster import Cluster, connect, format_table, status
+
+    ws = Workspace(Path(args.repo))
+    cluster = Cluster(connect(args.kubeconfig), ws.profile.namespace)
+    rows = status(cluster, _index_records(ws))
+    if args.format == "json":
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from render.cluster import Cluster, cancel, connect
+    from render.hook import now
+    from render.record import RunRecord
+
+    ws = Workspace(Path(args.repo))
+    cluster = Cluster(connect(args.kubeconfig), ws.profile.namespace)
+    js = cancel(cluster, args.run_id)
+    print(f"deleted JobSet {js['metadata']['name']} (run {args.run_id})")
+    if args.record:
+        known = {r.run_id: r for r in _index_records(ws)}
+        ann = js["metadata"].get("annotations") or {}
+        labels = js["metadata"].get("labels") or {}
+        rec = known.get(args.run_id) or RunRecord(
+            run_id=args.run_id, experiment=labels.get("ftops.dev/experiment", ""),
+            experiment_path=ann.get("ftops.dev/experiment-path", ""),
+            dataset=labels.get("ftops.dev/dataset", ""), model=labels.get("ftops.dev/model", ""),
+            config_hash=ann.get("ftops.dev/config-hash", ""),
+            git_sha=ann.get("ftops.dev/git-sha", ""), owner=ann.get("ftops.dev/owner", ""),
+            jobset=js["metadata"]["name"], mode="cluster",
+            artifacts_uri=ann.get("ftops.dev/artifacts", ""))
+        rec.status, rec.finished_at = "cancelled", now()
+        rec.message = f"cancelled by {os.environ.get('GITHUB_ACTOR') or os.environ.get('USER', '?')}"
+        print(_record_index(ws, [rec]), file=sys.stderr)
+    return 0
+
+
 def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="experiment files (default: all)")
     p.add_argument("--commit", help="launching commit (default: git HEAD)")
@@ -89,3 +314,54 @@ def register(sub: Any) -> None:
     _selection(p)
     p.add_argument("--output", help="write the Markdown here instead of stdout")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("launch", help="run an experiment (--local: on this machine)")
+    p.add_argument("experiment", help="experiments/<dataset>/<model>/<name>.yaml")
+    p.add_argument("--local", action="store_true", help="train here, no cluster")
+    p.add_argument("--work", default="outputs", help="local run folder root (default outputs)")
+    p.add_argument("--storage", help="central storage root (gs://bucket/prefix or a folder); "
+                                     "default: the --work folder itself")
+    p.add_argument("--nproc", type=int, default=1, help="processes (torchrun when > 1)")
+    p.add_argument("--index-remote", help="publish the record to this git remote instead "
+                                          "of writing ./outputs-index")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("demo", help="the local demo end to end: tiny model, lint, render, "
+                                    "train, record")
+    p.add_argument("--work", default="outputs", help="local run folder root (default outputs)")
+    p.add_argument("--nproc", type=int, default=1)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("apply", help="server-side apply rendered runs to the cluster")
+    _selection(p)
+    p.add_argument("--out", default=".rendered")
+    p.add_argument("--dry-run", action="store_true", help="the API server's dry run")
+    p.add_argument("--record", action="store_true",
+                   help="record a `launched` entry per new run in outputs-index")
+    p.add_argument("--kubeconfig")
+    p.set_defaults(func=cmd_apply)
+
+    p = sub.add_parser("status", help="where each run stands (cluster + outputs-index)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--kubeconfig")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("cancel", help="delete a run's JobSet and record the cancellation")
+    p.add_argument("run_id")
+    p.add_argument("--record", action="store_true", default=True)
+    p.add_argument("--no-record", dest="record", action="store_false")
+    p.add_argument("--kubeconfig")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("node-run", help="(in the training pod) train, then the post-run hook")
+    p.add_argument("--spec", required=True, help="the run spec (run.json from the ConfigMap)")
+    p.set_defaults(func=cmd_node_run)
+
+    p = sub.add_parser("index", help="outputs-index: readme | check | reconcile")
+    p.add_argument("action", choices=("readme", "check", "reconcile"))
+    p.add_argument("--storage", help="(reconcile) storage root holding run.json files")
+    p.add_argument("--remote", help="(reconcile) git remote of the index; default: write "
+                                    "./outputs-index")
+    p.add_argument("--branch", default="main")
+    p.set_defaults(func=cmd_index)

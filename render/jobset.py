@@ -166,7 +166,8 @@ def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
             "failurePolicy": {
                 "maxRestarts": launch.max_restarts,
                 # A configuration error will fail the same way again: do not restart.
-                "rules": [{"action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}],
+                "rules": [{"name": "config-error-no-restart", "action": "FailJobSet",
+                           "onJobFailureReasons": ["PodFailurePolicy"]}],
             },
             "replicatedJobs": [{
                 "name": naming.REPLICATED_JOB,

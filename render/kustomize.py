@@ -34,7 +34,7 @@ class _Dumper(yaml.SafeDumper):
 
 def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     allow_unicode=True, width=1000)
+                     allow_unicode=False, width=1000)
 
 
 def dump_all(docs: Sequence[Any]) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from render import schema
 from render.errors import Finding
+from render.profile import PROFILE_PATH
 from render.experiment import EXPERIMENTS_DIR, Experiment, Workspace
 from render.rules import EXPERIMENT_RULES, Context, layout, secrets
 from render.yamlsource import PathPart, YamlError
@@ -38,6 +39,9 @@ def select(ws: Workspace, paths: Iterable[Path] | None) -> tuple[list[str], list
         files = sorted(p for p in (root / EXPERIMENTS_DIR).rglob("*") if p.is_file())
     else:
         files = [_absolute(root, p) for p in paths]
+        if any(ws.rel(f) == PROFILE_PATH.as_posix() for f in files):
+            # what the cluster offers changed: every experiment may be affected
+            files = sorted(p for p in (root / EXPERIMENTS_DIR).rglob("*") if p.is_file())
     rels: dict[str, None] = {}
     experiments: dict[Path, None] = {}
     for path in files:

@@ -148,7 +148,7 @@ def fast_validator(name: str) -> Callable[[Any], Any]:
 
     schema = inline(load_schema(name))
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"
-    compiled: Callable[[Any], Any] = fastjsonschema.compile(schema)
+    compiled: Callable[[Any], Any] = fastjsonschema.compile(schema, use_default=False)
     return compiled
 
 

@@ -1,0 +1,121 @@
+"""Run `llamafactory-cli train` as a child process: the same call on a laptop and in a
+pod. Output goes to a log file (and the terminal); progress is read from LLaMA-Factory's
+`trainer_log.jsonl` (one JSON line per logging step) and shown as a bar."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+TRAINER_LOG = "trainer_log.jsonl"
+
+
+def llamafactory_cli() -> str:
+    here = Path(sys.executable).parent / "llamafactory-cli"
+    return str(here) if here.exists() else "llamafactory-cli"
+
+
+def base_env(extra: Mapping[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(extra)
+    return env
+
+
+def read_log(output_dir: Path) -> list[dict[str, Any]]:
+    path = output_dir / TRAINER_LOG
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line being written right now
+    return out
+
+
+class _Progress:
+    """A tqdm bar fed from trainer_log.jsonl in a background thread."""
+
+    def __init__(self, output_dir: Path, enabled: bool) -> None:
+        self.output_dir = output_dir
+        self.enabled = enabled
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self.enabled:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        from tqdm import tqdm
+
+        bar: Any = None
+        seen = 0
+        while True:
+            stopping = self._stop.wait(0.5)
+            entries = read_log(self.output_dir)
+            if entries and bar is None:
+                bar = tqdm(total=int(entries[-1].get("total_steps") or 0), unit="step",
+                           desc="training", file=sys.stderr, dynamic_ncols=True)
+            if bar is not None and len(entries) > seen:
+                last = entries[-1]
+                bar.n = int(last.get("current_steps") or 0)
+                postfix = {"loss": last.get("loss"), "eta": last.get("remaining_time")}
+                bar.set_postfix({k: v for k, v in postfix.items() if v is not None})
+                bar.refresh()
+                seen = len(entries)
+            if stopping:
+                break
+        if bar is not None:
+            bar.close()
+
+
+def run(config: Path, output_dir: Path, log_path: Path, *, env: Mapping[str, str],
+        progress: bool = True, echo: IO[str] | None = None) -> int:
+    """Train; return the exit code. SIGINT/SIGTERM are passed on to the trainer's group,
+    so an interrupted run leaves its checkpoints for the next launch to resume from."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    argv = [llamafactory_cli(), "train", str(config)]
+    with open(log_path, "a", encoding="utf-8") as log, _Progress(output_dir, progress):
+        log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n")
+        log.flush()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=base_env(env), start_new_session=True)
+
+        def forward(signum: int, _frame: Any) -> None:
+            try:
+                os.killpg(proc.pid, signum)
+            except ProcessLookupError:
+                pass
+
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                if echo is not None:
+                    echo.write(line)
+            return proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
