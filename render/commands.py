@@ -358,6 +358,11 @@ def register(sub: Any) -> None:
     p.add_argument("--spec", required=True, help="the run spec (run.json from the ConfigMap)")
     p.set_defaults(func=cmd_node_run)
 
+    from render import changes, github
+
+    changes.register(sub)
+    github.register(sub)
+
     p = sub.add_parser("index", help="outputs-index: readme | check | reconcile")
     p.add_argument("action", choices=("readme", "check", "reconcile"))
     p.add_argument("--storage", help="(reconcile) storage root holding run.json files")

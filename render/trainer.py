@@ -87,12 +87,29 @@ class _Progress:
             bar.close()
 
 
+def set_aside_incomplete_checkpoints(output_dir: Path) -> list[Path]:
+    """A checkpoint folder without trainer_state.json was cut off while saving (the run
+    was killed); LLaMA-Factory would try to resume from it. Rename it, never delete it."""
+    moved = []
+    for ckpt in sorted(output_dir.glob("checkpoint-*")):
+        if ckpt.is_dir() and not (ckpt / "trainer_state.json").exists():
+            target = ckpt.with_name(f"incomplete-{ckpt.name}-{int(time.time())}")
+            try:
+                ckpt.rename(target)
+            except OSError:
+                continue  # another node of the same run moved it first
+            moved.append(target)
+    return moved
+
+
 def run(config: Path, output_dir: Path, log_path: Path, *, env: Mapping[str, str],
         progress: bool = True, echo: IO[str] | None = None) -> int:
     """Train; return the exit code. SIGINT/SIGTERM are passed on to the trainer's group,
     so an interrupted run leaves its checkpoints for the next launch to resume from."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for moved in set_aside_incomplete_checkpoints(output_dir):
+        print(f"ftops: set aside an incomplete checkpoint as {moved.name}", file=sys.stderr)
     argv = [llamafactory_cli(), "train", str(config)]
     with open(log_path, "a", encoding="utf-8") as log, _Progress(output_dir, progress):
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n")
