@@ -225,10 +225,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from render.overlay import render
     from render.record import RunRecord
 
+    if not args.paths and not args.all:
+        raise FatalError("name the experiments to apply (the launch workflow passes what "
+                         "`ftops changes` selected), or pass --all")
     ws, specs = load_specs(args)
-    if not specs:
-        print("nothing to apply", file=sys.stderr)
-        return 0
     rendered = render(specs, ws.root / args.out, ws.root)
     cluster = Cluster(connect(args.kubeconfig), ws.profile.namespace)
     indexed = {r.run_id for r in _index_records(ws)}
@@ -337,6 +337,7 @@ def register(sub: Any) -> None:
     _selection(p)
     p.add_argument("--out", default=".rendered")
     p.add_argument("--dry-run", action="store_true", help="the API server's dry run")
+    p.add_argument("--all", action="store_true", help="apply every experiment")
     p.add_argument("--record", action="store_true",
                    help="record a `launched` entry per new run in outputs-index")
     p.add_argument("--kubeconfig")

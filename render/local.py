@@ -82,6 +82,9 @@ def launch_local(ws: Workspace, exp: Experiment, *, work: Path, storage_root: st
     if nproc > 1:
         env.update({"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": str(nproc),
                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())})
+    if exp.launch.gpus_per_node == 0:
+        # one BLAS thread per process: on a small CPU, more threads fight (10x slower)
+        env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
     if os.path.isdir(str(cfg.get("model_name_or_path", ""))):
         env["HF_HUB_OFFLINE"] = "1"  # a local model needs no hub
     if "mlflow" in report_to:

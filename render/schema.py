@@ -103,7 +103,7 @@ def _error_to_finding(error: jsonschema.ValidationError, locate: Locate) -> list
         if isinstance(error.instance, str) and "number" in str(want):
             try:
                 float(error.instance)
-                hint = ("YAML reads 1e-4 as a string: write 1.0e-4 (with a dot) or 0.0001")
+                hint = "a quoted number stays a string: remove the quotes"
             except ValueError:
                 pass
         return [locate(path, f"expected {want}, got {got} {_describe(error.instance)}", hint)]

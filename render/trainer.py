@@ -25,6 +25,8 @@ def llamafactory_cli() -> str:
 
 def base_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = dict(os.environ)
+    # llamafactory-cli starts a bare `torchrun`: it must find the one beside this Python
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(extra)
@@ -32,16 +34,21 @@ def base_env(extra: Mapping[str, str]) -> dict[str, str]:
 
 
 def read_log(output_dir: Path) -> list[dict[str, Any]]:
+    """trainer_log.jsonl, one entry per step. A resumed run appends to the file and
+    repeats the steps after its last checkpoint: the last entry for a step wins."""
     path = output_dir / TRAINER_LOG
     if not path.exists():
         return []
-    out = []
+    by_step: dict[int, dict[str, Any]] = {}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            out.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:
             continue  # a line being written right now
-    return out
+        if isinstance(entry, dict) and isinstance(entry.get("current_steps"), int):
+            by_step[entry["current_steps"]] = {**by_step.get(entry["current_steps"], {}),
+                                               **entry}
+    return [by_step[k] for k in sorted(by_step)]
 
 
 class _Progress:

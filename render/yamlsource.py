@@ -7,6 +7,7 @@ be reported, so clean files pay nothing for them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,17 @@ try:  # the C loader is ~6x faster; fall back where libyaml is missing
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
     _Loader = yaml.SafeLoader
 
+
+
+class _Loader12(_Loader):  # type: ignore[misc,valid-type]
+    """Reads numbers as LLaMA-Factory does (OmegaConf, YAML 1.2): 1e-4 is a float."""
+
+
+_Loader12.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 PathPart = str | int
 
@@ -103,7 +115,7 @@ def _check_duplicate_keys(node: yaml.Node) -> None:
 
 def parse(text: str, file: str) -> YamlDoc:
     """Parse one YAML document; a syntax error becomes a FatalError with its location."""
-    loader = _Loader(text)
+    loader = _Loader12(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
