@@ -40,8 +40,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         for name in drift:
             print(f"drift: {out.name}/{name}")
         if drift:
+            commit = specs[0].commit if specs else "<sha>"
             raise FatalError(f"{len(drift)} rendered file(s) differ from {args.out}; "
-                             f"regenerate with: ftops render --commit {specs[0].commit if specs else '<sha>'} --out {args.out}")
+                             f"regenerate with: ftops render --commit {commit} --out {args.out}")
         print(f"ok: {len(specs)} experiment(s) render exactly as in {args.out}", file=sys.stderr)
         return 0
     rendered = render(specs, out, ws.root)
@@ -290,7 +291,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             jobset=js["metadata"]["name"], mode="cluster",
             artifacts_uri=ann.get("ftops.dev/artifacts", ""))
         rec.status, rec.finished_at = "cancelled", now()
-        rec.message = f"cancelled by {os.environ.get('GITHUB_ACTOR') or os.environ.get('USER', '?')}"
+        who = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER", "?")
+        rec.message = f"cancelled by {who}"
         print(_record_index(ws, [rec]), file=sys.stderr)
     return 0
 

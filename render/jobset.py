@@ -91,7 +91,7 @@ def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "dshm", "mountPath": "/dev/shm"},  # noqa: S108 - NCCL's shared memory
     ]
     pod_annotations = {f"{LABEL_PREFIX}/run-id": spec.run_id}
     source = str(e.registration.get("source", {}).get("uri", ""))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from render import schema
 from render.errors import Finding
-from render.profile import PROFILE_PATH
 from render.experiment import EXPERIMENTS_DIR, Experiment, Workspace
+from render.profile import PROFILE_PATH
 from render.rules import EXPERIMENT_RULES, Context, layout, secrets
 from render.yamlsource import PathPart, YamlError
 

@@ -4,6 +4,7 @@ pod. Output goes to a log file (and the terminal); progress is read from LLaMA-F
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
+
+from render.errors import FatalError
 
 TRAINER_LOG = "trainer_log.jsonl"
 
@@ -109,6 +112,41 @@ def set_aside_incomplete_checkpoints(output_dir: Path) -> list[Path]:
     return moved
 
 
+def _signal_tree(pid: int, signum: int) -> None:
+    """Signal a process and all its descendants: `llamafactory-cli` alone does not pass
+    SIGTERM on to torchrun and its workers."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [*root.children(recursive=True), root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(signum)
+
+
+@contextlib.contextmanager
+def _run_lock(output_dir: Path) -> Iterator[int]:
+    """One trainer per run folder: a second launch of a run that is still training
+    (say, an orphan of a killed launcher) is refused instead of corrupting it."""
+    import fcntl
+
+    lock_dir = output_dir / "ftops"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / "train.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FatalError(f"{output_dir} is being trained by another process right now; "
+                             "wait for it or stop it before relaunching") from None
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def run(config: Path, output_dir: Path, log_path: Path, *, env: Mapping[str, str],
         progress: bool = True, echo: IO[str] | None = None) -> int:
     """Train; return the exit code. SIGINT/SIGTERM are passed on to the trainer's group,
@@ -118,17 +156,18 @@ def run(config: Path, output_dir: Path, log_path: Path, *, env: Mapping[str, str
     for moved in set_aside_incomplete_checkpoints(output_dir):
         print(f"ftops: set aside an incomplete checkpoint as {moved.name}", file=sys.stderr)
     argv = [llamafactory_cli(), "train", str(config)]
-    with open(log_path, "a", encoding="utf-8") as log, _Progress(output_dir, progress):
+    with open(log_path, "a", encoding="utf-8") as log, _Progress(output_dir, progress), \
+            _run_lock(output_dir) as lock_fd:
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n")
         log.flush()
+        # Same process group as ftops: killing the launcher's group kills the trainer,
+        # torchrun and its workers with it (no orphan keeps training). The lock file
+        # descriptor is inherited, so the lock lives as long as the trainer does.
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=base_env(env), start_new_session=True)
+                                text=True, env=base_env(env), pass_fds=(lock_fd,))
 
         def forward(signum: int, _frame: Any) -> None:
-            try:
-                os.killpg(proc.pid, signum)
-            except ProcessLookupError:
-                pass
+            _signal_tree(proc.pid, signum)
 
         previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():

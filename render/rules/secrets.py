@@ -23,7 +23,8 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a private key", re.compile(r"-----BEGIN (?:[A-Z ]+ )?PRIVATE KEY-----")),
     ("a GCP service-account key", re.compile(r"\"?private_key_id\"?\s*:\s*\"?[a-f0-9]{40}")),
     ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
-    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})\b")),
+    ("a GitHub token",
+     re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{60,})\b")),
     ("a Weights & Biases API key", re.compile(r"\bwandb_api_key\s*[:=]\s*['\"]?[a-f0-9]{40}\b",
                                               re.I)),
 )
