@@ -113,17 +113,32 @@ class Experiment:
         raw = self.merged.get("launch")
         raw = raw if isinstance(raw, dict) else {}
         p = self.profile
+
+        # Values of the wrong type fall back to defaults here: the schema reports them,
+        # and the rules that read launch settings must not crash meanwhile.
+        def num(key: str, default: int) -> int:
+            value = raw.get(key, default)
+            return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+        def text(key: str, default: str, pattern: str = "") -> str:
+            value = raw.get(key, default)
+            if not isinstance(value, str) or (pattern and not re.match(pattern, value)):
+                return default
+            return value
+
+        secrets = raw.get("env_from_secrets")
         return Launch(
-            nodes=int(raw.get("nodes", 1)),
-            gpus_per_node=int(raw.get("gpus_per_node", 0)),
-            gpu_type=str(raw.get("gpu_type", "cpu")),
-            queue=str(raw.get("queue", p.default_queue)),
-            priority=str(raw.get("priority", p.default_priority)),
-            max_restarts=int(raw.get("max_restarts", 2)),
-            time_limit=str(raw.get("time_limit", "24h")),
-            image=str(raw.get("image", p.default_image)),
-            storage=str(raw.get("storage", p.default_storage)),
-            env_from_secrets=dict(raw.get("env_from_secrets") or {}),
+            nodes=num("nodes", 1),
+            gpus_per_node=num("gpus_per_node", 0),
+            gpu_type=text("gpu_type", "cpu"),
+            queue=text("queue", p.default_queue),
+            priority=text("priority", p.default_priority),
+            max_restarts=num("max_restarts", 2),
+            time_limit=text("time_limit", "24h", r"^[1-9][0-9]*[mhd]$"),
+            image=text("image", p.default_image),
+            storage=text("storage", p.default_storage),
+            env_from_secrets={str(k): str(v) for k, v in secrets.items()}
+            if isinstance(secrets, dict) else {},
         )
 
     @property

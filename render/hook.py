@@ -75,11 +75,19 @@ def collect_metrics(output_dir: Path) -> Metrics:
     )
 
 
+def _series(log: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    out = []
+    for entry in log:
+        step, value = entry.get("current_steps"), _finite(entry.get(key))
+        if isinstance(step, int) and value is not None:
+            out.append((step, value))
+    return out
+
+
 def draw_loss_curve(output_dir: Path, title: str) -> Path | None:
     """A small PNG of training (and eval) loss per step; None when nothing was logged."""
     log = read_log(output_dir)
-    points = [(e.get("current_steps"), _finite(e.get("loss"))) for e in log]
-    points = [(s, v) for s, v in points if isinstance(s, int) and v is not None]
+    points = _series(log, "loss")
     if not points:
         return None
     import matplotlib
@@ -89,8 +97,7 @@ def draw_loss_curve(output_dir: Path, title: str) -> Path | None:
 
     fig, ax = plt.subplots(figsize=(4.0, 2.5), dpi=80)
     ax.plot([p[0] for p in points], [p[1] for p in points], linewidth=1.2, label="train")
-    evals = [(e.get("current_steps"), _finite(e.get("eval_loss"))) for e in log]
-    evals = [(s, v) for s, v in evals if isinstance(s, int) and v is not None]
+    evals = _series(log, "eval_loss")
     if evals:
         ax.plot([p[0] for p in evals], [p[1] for p in evals], "o-", markersize=3, label="eval")
         ax.legend(fontsize=7)

@@ -21,7 +21,7 @@ TTL_AFTER_FINISHED = 7 * 24 * 3600
 LABEL_PREFIX = "ftops.dev"
 
 
-def labels(spec: RunSpec) -> dict[str, str]:
+def run_labels(spec: RunSpec) -> dict[str, str]:
     e = spec.exp
     return {
         f"{LABEL_PREFIX}/experiment": naming.label_value(e.name),
@@ -34,7 +34,7 @@ def labels(spec: RunSpec) -> dict[str, str]:
     }
 
 
-def annotations(spec: RunSpec) -> dict[str, str]:
+def run_annotations(spec: RunSpec) -> dict[str, str]:
     e = spec.exp
     return {
         f"{LABEL_PREFIX}/experiment-path": e.path,
@@ -128,7 +128,7 @@ def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
     if tolerations:
         pod_spec["tolerations"] = tolerations
 
-    meta_labels = labels(spec)
+    meta_labels = run_labels(spec)
     job_spec: dict[str, Any] = {
         "parallelism": nodes,
         "completions": nodes,
@@ -155,7 +155,7 @@ def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
                 "kueue.x-k8s.io/queue-name": launch.queue,
                 "kueue.x-k8s.io/priority-class": launch.priority,
             },
-            "annotations": annotations(spec),
+            "annotations": run_annotations(spec),
         },
         "spec": {
             "suspend": True,

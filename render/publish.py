@@ -34,9 +34,9 @@ remote URL (`https://user:token@host/...`) are redacted from every message.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
-import base64
 import os
 import random
 import re

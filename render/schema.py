@@ -35,7 +35,7 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @cache
-def _registry() -> Registry:  # type: ignore[type-arg]
+def _registry() -> Registry:
     resources = [
         (name, Resource.from_contents(load_schema(name)))
         for name in ("experiment.schema.json", "dataset.schema.json", LF_SCHEMA)

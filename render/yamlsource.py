@@ -23,7 +23,7 @@ except AttributeError:  # pragma: no cover - depends on the PyYAML build
 
 
 
-class _Loader12(_Loader):  # type: ignore[misc,valid-type]
+class _Loader12(_Loader):  # type: ignore[misc]
     """Reads numbers as LLaMA-Factory does (OmegaConf, YAML 1.2): 1e-4 is a float."""
 
 

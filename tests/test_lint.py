@@ -5,8 +5,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from lint_harness import REPO, fixtures, make_workspace, read_fixture
+
 from render.cli import main
 from render.experiment import Workspace
 from render.lint import lint

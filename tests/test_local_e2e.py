@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from local_repo import git, make_repo
 
-from local_repo import GIT_ENV, git, make_repo
 from render.cli import main
 from render.experiment import Workspace
 from render.record import RunRecord
@@ -173,11 +173,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("mlflow")
     port = _free_port()
     mlflow = Path(sys.executable).parent / "mlflow"
+    log = open(root / "server.log", "w")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         [str(mlflow), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
          "--default-artifact-root", str(root / "artifacts"), "--host", "127.0.0.1",
          "--port", str(port), "--workers", "1"],
-        stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
@@ -192,6 +193,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
+    log.close()
 
 
 def test_mlflow_run_carries_our_name_and_tags(repo: tuple[Path, Path], mlflow_server: str,

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from lint_harness import REPO, make_workspace
+
 from render import naming
 from render.cli import main
 from render.experiment import Workspace
@@ -168,9 +168,10 @@ def test_rendered_objects_validate_against_pinned_upstream_schemas(tmp_path: Pat
 
 
 def test_k8s_base_objects_validate() -> None:
+    import subprocess
+
     from render.kustomize import kubectl
     from render.validate import validate_manifests
-    import subprocess
 
     for overlay in ("default", "cluster-admin"):
         out = subprocess.run([kubectl(), "kustomize", str(REPO / "k8s-base" / overlay)],
