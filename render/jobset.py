@@ -166,7 +166,7 @@ def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
             "failurePolicy": {
                 "maxRestarts": launch.max_restarts,
                 # A configuration error will fail the same way again: do not restart.
-                "rules": [{"name": "config-error-no-restart", "action": "FailJobSet",
+                "rules": [{"name": "ConfigErrorNoRestart", "action": "FailJobSet",
                            "onJobFailureReasons": ["PodFailurePolicy"]}],
             },
             "replicatedJobs": [{

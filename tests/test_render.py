@@ -37,8 +37,9 @@ def test_golden_files_are_current() -> None:
 def test_every_shipped_experiment_has_golden_files() -> None:
     for spec in specs_for(REPO):
         folder = GOLDEN / spec.exp.dataset / spec.exp.model / spec.exp.name
-        for name in ("kustomization.yaml", "jobset.yaml", "train.yaml", "run.json",
-                     "dataset_info.json", "manifests.yaml"):
+        for name in ("kustomization.yaml", "run/kustomization.yaml", "run/jobset.yaml",
+                     "run/train.yaml", "run/run.json", "run/dataset_info.json",
+                     "manifests.yaml"):
             assert (folder / name).is_file(), folder / name
 
 
@@ -47,8 +48,23 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
     a = render(specs_for(root), root / "out-a", root)
     b = render(specs_for(root), root / "out-b", root)
     for ra, rb in zip(a, b, strict=True):
-        for name in ("manifests.yaml", "kustomization.yaml", "train.yaml"):
+        for name in ("manifests.yaml", "kustomization.yaml", "run/train.yaml",
+                     "run/jobset.yaml"):
             assert (ra.folder / name).read_bytes() == (rb.folder / name).read_bytes()
+
+
+def test_batch_build_equals_each_overlay_built_alone(tmp_path: Path) -> None:
+    """The fast path (a few Kustomize processes over group chunks) must produce exactly
+    what `kubectl kustomize <overlay>` produces for each run's own overlay."""
+    import subprocess
+
+    from render.kustomize import kubectl
+
+    root = make_workspace(tmp_path)
+    for r in render(specs_for(root), root / "out", root):
+        alone = subprocess.run([kubectl(), "kustomize", str(r.folder)], check=True,
+                               capture_output=True, text=True).stdout
+        assert [d for d in yaml.safe_load_all(alone) if d] == r.manifests
 
 
 def test_changing_k8s_base_rerenders_every_experiment(tmp_path: Path) -> None:
