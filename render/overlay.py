@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from render import jobset
+from render.errors import FatalError
 from render.kustomize import (
     BASE,
     Group,
@@ -101,7 +102,8 @@ class Rendered:
 
 # Every object we render carries the run id label (the ConfigMap through its generator
 # options, the JobSet in its metadata): it sorts Kustomize's output back into runs.
-_RUN_LABEL = re.compile(rf"^    {re.escape(jobset.LABEL_PREFIX)}/run-id: '?([a-z0-9]+)'?$", re.M)
+_RUN_LABEL = re.compile(
+    rf"^    {re.escape(jobset.LABEL_PREFIX)}/run-id: ['\"]?([a-z0-9]+)['\"]?$", re.M)
 
 
 def render(specs: Sequence[RunSpec], out: Path, repo_root: Path) -> list[Rendered]:
@@ -123,6 +125,9 @@ def render(specs: Sequence[RunSpec], out: Path, repo_root: Path) -> list[Rendere
     results = []
     for spec, folder in zip(specs, dirs, strict=True):
         docs = by_run.get(spec.run_id, [])
+        if len(docs) != 2:  # the ConfigMap and the JobSet
+            raise FatalError(f"internal error: Kustomize returned {len(docs)} object(s) for "
+                             f"run {spec.run_id} of {spec.exp.path}")
         header = HEADER.format(path=spec.exp.path, commit=spec.commit)
         (folder / "manifests.yaml").write_text(header + "---\n".join(docs), encoding="utf-8")
         results.append(Rendered(spec, folder, docs))

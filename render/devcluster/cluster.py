@@ -30,6 +30,7 @@ from render.devcluster import build, manifests, pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_BASE_ADMIN = REPO_ROOT / "k8s-base" / "cluster-admin"
+K8S_BASE_DEFAULT = REPO_ROOT / "k8s-base" / "default"
 
 
 class ClusterError(RuntimeError):
@@ -581,9 +582,15 @@ class DevCluster:
         self.timings["jobset+kueue"] = time.monotonic() - t
 
         # k8s-base/cluster-admin (namespace, flavors, ClusterQueue, LocalQueues, priorities)
+        # and k8s-base/default (training ServiceAccount, launcher RBAC)
         if self.options.apply_k8s_base:
             t = time.monotonic()
+            # what an admin installs (cluster-admin), then the namespace's own objects
+            # (default: the training ServiceAccount and the launcher's RBAC)
             docs = manifests.kustomize(kctl, K8S_BASE_ADMIN)
+            names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+            docs += [d for d in manifests.kustomize(kctl, K8S_BASE_DEFAULT)
+                     if (d["kind"], d["metadata"]["name"]) not in names]
             # the webhooks were just registered: retry while they warm up
             self.apply(docs, retries=30, delay=1.0)
             self._wait("ClusterQueues Active", self._cluster_queues_active, [api, kq_proc])
