@@ -178,15 +178,16 @@ class RunStatus:
         return asdict(self)
 
 
-def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    """The status condition of that type of a Kubernetes object (as a dict), if any."""
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind:
             return dict(cond)
     return None
 
 
-def _true(obj: dict[str, Any], kind: str) -> bool:
-    cond = _condition(obj, kind)
+def is_true(obj: dict[str, Any], kind: str) -> bool:
+    cond = condition(obj, kind)
     return bool(cond and cond.get("status") == "True")
 
 
@@ -211,7 +212,7 @@ def status(cluster: Cluster, index_records: Sequence[Any] = ()) -> list[RunStatu
     for pod in pods:
         pods_by_run.setdefault((pod.metadata.labels or {}).get(RUN_LABEL, ""), []).append(pod)
     pending = sorted(
-        (w for w in workloads if not _true(w, "QuotaReserved") and not _true(w, "Finished")),
+        (w for w in workloads if not is_true(w, "QuotaReserved") and not is_true(w, "Finished")),
         key=lambda w: (str(w["metadata"].get("creationTimestamp")), w["metadata"]["name"]))
     position = {w["metadata"]["name"]: i + 1 for i, w in enumerate(pending)}
     records = {r.run_id: r for r in index_records}
@@ -229,17 +230,17 @@ def status(cluster: Cluster, index_records: Sequence[Any] = ()) -> list[RunStatu
         st.ready_pods = sum(1 for p in run_pods if any(
             c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])))
         wl = by_owner.get(js["metadata"]["name"])
-        if _true(js, "Completed"):
+        if is_true(js, "Completed"):
             st.state = "succeeded"
-        elif _true(js, "Failed"):
+        elif is_true(js, "Failed"):
             st.state = "failed"
-            st.reason = (_condition(js, "Failed") or {}).get("message", "")
-        elif wl is not None and (_true(wl, "QuotaReserved") or _true(wl, "Admitted")):
+            st.reason = (condition(js, "Failed") or {}).get("message", "")
+        elif wl is not None and (is_true(wl, "QuotaReserved") or is_true(wl, "Admitted")):
             nodes = sum(int(j["spec"].get("parallelism") or 1) * int(r.get("replicas") or 1)
                         for r in js["spec"]["replicatedJobs"] for j in [r["template"]])
             st.state = "running" if st.ready_pods and st.ready_pods >= nodes else "admitted"
         else:
-            cond = _condition(wl, "QuotaReserved") if wl else None
+            cond = condition(wl, "QuotaReserved") if wl else None
             st.reason = (cond or {}).get("message", "") or (
                 "waiting for Kueue to create the workload" if wl is None else "")
             st.position = position.get(wl["metadata"]["name"]) if wl else None

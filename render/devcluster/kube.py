@@ -8,6 +8,8 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 
+from render.cluster import condition, is_true
+
 T = TypeVar("T")
 
 
@@ -86,13 +88,4 @@ def wait_for(
     )
 
 
-def condition(obj: dict[str, Any], ctype: str) -> dict[str, Any] | None:
-    for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return dict(c)
-    return None
-
-
-def is_true(obj: dict[str, Any], ctype: str) -> bool:
-    c = condition(obj, ctype)
-    return bool(c and c.get("status") == "True")
+__all__ = ["HasApiClient", "condition", "create_from_yaml", "is_true", "wait_for"]
