@@ -147,6 +147,21 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     return node_run(Path(args.spec))
 
 
+def cmd_hook(args: argparse.Namespace) -> int:
+    import yaml
+
+    from render.hook import load_identity, now
+    from render.noderun import run_hook
+
+    identity = load_identity(Path(args.spec))
+    output_dir = Path(args.output_dir or identity["output_dir"])
+    config = Path(identity.get("train_config", ""))
+    train_cfg = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else {}
+    result = run_hook(identity, output_dir, exit_code=args.exit_code,
+                      started_at=args.started_at or now(), train_cfg=train_cfg or {})
+    return 0 if result.published or not os.environ.get("FTOPS_INDEX_REMOTE") else 1
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from render import index
 
@@ -360,6 +375,14 @@ def register(sub: Any) -> None:
     p = sub.add_parser("node-run", help="(in the training pod) train, then the post-run hook")
     p.add_argument("--spec", required=True, help="the run spec (run.json from the ConfigMap)")
     p.set_defaults(func=cmd_node_run)
+
+    p = sub.add_parser("hook", help="(end of a job) record a finished run: run.json, "
+                                    "upload, outputs-index")
+    p.add_argument("--spec", required=True, help="the run spec (run.json from the ConfigMap)")
+    p.add_argument("--output-dir", help="the run's output folder (default: from the spec)")
+    p.add_argument("--exit-code", type=int, required=True, help="the trainer's exit code")
+    p.add_argument("--started-at", help="RFC 3339 start time (default: now)")
+    p.set_defaults(func=cmd_hook)
 
     from render import changes, github
 

@@ -75,6 +75,7 @@ def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = Fal
     findings: set[Finding] = set()
     ctx = Context(ws)
     scanned: set[str] = set()
+    deep_queue: list[Experiment] = []
 
     for rel in rels:
         findings.update(layout.check(rel))
@@ -102,7 +103,9 @@ def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = Fal
         for rule in EXPERIMENT_RULES:
             findings.update(rule(exp, ctx))
         if deep and not schema_findings:
-            findings.update(_deep_check(exp))
+            deep_queue.append(exp)
+    if deep_queue:
+        findings.update(_deep_check(deep_queue))
     result.findings = sorted(findings)
     return result
 
@@ -123,14 +126,13 @@ def _check_dataset(ws: Workspace, path: Path) -> list[Finding]:
     return out
 
 
-def _deep_check(exp: Experiment) -> list[Finding]:
-    """LLaMA-Factory's own parser, where the training extra is installed."""
-    try:
-        from render.lfschema import deep_check
-    except ImportError:  # pragma: no cover - lfschema itself has no heavy imports
-        return []
-    message = deep_check(exp.train)
-    if message is None:
-        return []
-    return [exp.finding(("train",), f"LLaMA-Factory rejects the arguments: {message}",
-                        "fix the argument it names", "deep")]
+def _deep_check(exps: list[Experiment]) -> list[Finding]:
+    """LLaMA-Factory's own parser (training extra), all experiments in one child process."""
+    from render.lfschema import deep_check_many
+
+    out = []
+    for exp, res in zip(exps, deep_check_many([e.train for e in exps]), strict=True):
+        if res.error is not None:
+            out.append(exp.finding(("train",), f"LLaMA-Factory rejects the arguments: "
+                                   f"{res.error}", "fix the argument it names", "deep"))
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -35,12 +36,19 @@ def node_run(spec_path: Path) -> int:
     code = trainer.run(config, output_dir, output_dir / "logs" / f"node-{rank}.log", env={},
                        progress=False, echo=sys.stdout)
     if rank == 0:
-        record = hook.build_record(
-            identity, output_dir, exit_code=code, started_at=started, finished_at=hook.now(),
-            mode="cluster", report_to=str(train_cfg.get("report_to", "")),
-            resolved_config=train_cfg,
-            message="" if code == 0 else f"trainer exited with {code}")
-        result = hook.finish(record, output_dir, upload=identity.get("storage") == "ephemeral",
-                             index_remote=os.environ.get("FTOPS_INDEX_REMOTE") or None)
-        print(f"ftops hook: {record.status}; {result.message}", file=sys.stderr)
+        run_hook(identity, output_dir, exit_code=code, started_at=started, train_cfg=train_cfg)
     return code
+
+
+def run_hook(identity: dict[str, Any], output_dir: Path, *, exit_code: int, started_at: str,
+             train_cfg: dict[str, Any]) -> hook.HookResult:
+    """The post-run hook as the last step of a cluster job (also `ftops hook`)."""
+    record = hook.build_record(
+        identity, output_dir, exit_code=exit_code, started_at=started_at,
+        finished_at=hook.now(), mode="cluster", report_to=str(train_cfg.get("report_to", "")),
+        resolved_config=train_cfg,
+        message="" if exit_code == 0 else f"trainer exited with {exit_code}")
+    result = hook.finish(record, output_dir, upload=identity.get("storage") == "ephemeral",
+                         index_remote=os.environ.get("FTOPS_INDEX_REMOTE") or None)
+    print(f"ftops hook: {record.status}; {result.message}", file=sys.stderr)
+    return result

@@ -127,3 +127,18 @@ def test_secret_message_never_echoes_the_secret(ws_root: Path) -> None:
     findings = lint(Workspace(ws_root), [exp]).findings
     assert [f.rule for f in findings] == ["secrets"]
     assert token not in findings[0].format()
+
+
+@pytest.mark.slow
+def test_deep_check_runs_llamafactorys_own_parser(ws_root: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """What only LLaMA-Factory's parser knows: do_predict needs predict_with_generate."""
+    exp = ws_root / "experiments/demo/tiny-llama/sft_lora_v1.yaml"
+    other = "experiments/alpaca_en/llama-3.1-8b/sft_lora_r8_lr1e-4_v1.yaml"
+    assert main(["--repo", str(ws_root), "lint", "--deep", str(exp), other]) == 0
+    exp.write_text(exp.read_text().replace("  report_to: none", "  report_to: none\n"
+                                           "  do_predict: true"))
+    assert main(["--repo", str(ws_root), "lint", "--deep", str(exp), other]) == 1
+    (line,) = capsys.readouterr().out.strip().splitlines()[-1:]
+    assert line.startswith("experiments/demo/tiny-llama/sft_lora_v1.yaml:")
+    assert "LLaMA-Factory rejects the arguments" in line and "predict_with_generate" in line
