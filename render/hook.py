@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from render.errors import FatalError
-from render.record import Metrics, RunRecord
+from render.record import MAX_LOSS_POINTS, Metrics, RunRecord
 from render.storage import open_storage
 from render.trainer import read_log
 
@@ -82,6 +82,20 @@ def _series(log: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
         if isinstance(step, int) and value is not None:
             out.append((step, value))
     return out
+
+
+def loss_points(output_dir: Path, limit: int = MAX_LOSS_POINTS) -> list[list[float]]:
+    """The training loss per step for the index's sparkline: at most `limit` [step,
+    loss] pairs, picked evenly from the trainer log (first and last always kept),
+    losses rounded to 4 significant digits. Empty when no loss was logged."""
+    points = _series(read_log(output_dir), "loss")
+    n = len(points)
+    if n > limit > 1:
+        # evenly spaced indices 0 .. n-1, integer arithmetic: deterministic
+        points = [points[(i * (n - 1) + (limit - 1) // 2) // (limit - 1)] for i in range(limit)]
+    elif n > limit:
+        points = points[-limit:]
+    return [[step, float(f"{loss:.4g}")] for step, loss in points]
 
 
 def draw_loss_curve(output_dir: Path, title: str) -> Path | None:
@@ -169,6 +183,7 @@ def build_record(identity: dict[str, Any], output_dir: Path, *, exit_code: int,
         resolved_config=resolved_config or {},
         artifacts_uri=storage.uri(), artifacts_url=storage.browse_url(),
         loss_curve=storage.uri(LOSS_CURVE) if curve else "",
+        loss_points=loss_points(output_dir),
         tracker_url=tracker_url(identity, report_to),
         message=message,
     )

@@ -6,12 +6,14 @@ Everything is plain git, run from a scratch shallow clone (sparse: only
 
 1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, merge into
    the entry files every staged record (this call's and any other publisher's) with the
-   lifecycle rule (`index.merge_entry`), regenerate the README from the entry files
-   (it is never hand-merged), commit, and push the branch together with the deletion
-   of the swept staged refs in one `git push --atomic`. A push rejected because the
-   branch moved is retried after jittered exponential backoff: fetch again and replay
-   the merge on the new tip (the result a `git rebase` with those conflict rules would
-   give, without ever stopping in a conflicted state). Whoever lands first lands
+   lifecycle rule (`index.merge_entry`), regenerate every generated file from the
+   entry files with `index.write_readme` (the map README, each dataset/model README,
+   the SVG loss curves; stale ones removed; never hand-merged), commit, and push the
+   branch together with the deletion of the swept staged refs in one
+   `git push --atomic`. A push rejected because the branch moved is retried after
+   jittered exponential backoff: fetch again and replay the merge on the new tip (the
+   result a `git rebase` with those conflict rules would give, without ever stopping
+   in a conflicted state). Whoever lands first lands
    everyone's staged records, so N concurrent publishers need a few rounds, not N;
    a publisher whose records were landed by someone else has nothing left to push.
 2. **Stage** (only after a landing attempt failed, i.e. under contention). The records
@@ -407,7 +409,10 @@ class _Session:
             rest = tuple(r.run_id for r in records if r.run_id not in done)
             return PublishResult(done, rest, None, self.failures + 1)
 
-        index.write_readme(root)  # always regenerated from the entry files
+        # Every generated file (READMEs, SVGs) is regenerated from the merged entry
+        # files and `add --all` stages new, changed and removed ones: whatever order
+        # publishers land in, the tree ends up as write_readme of all entries.
+        index.write_readme(root)
         self._git(["add", "--all", "--", INDEX_DIR])
         msg = _message(sorted(changed.values(), key=lambda r: r.index_key), subject)
         self._git(["commit", "--quiet", "--no-verify", "-m", msg])

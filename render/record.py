@@ -13,6 +13,9 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
+# At most this many [step, loss] pairs in `RunRecord.loss_points` (the hook downsamples).
+MAX_LOSS_POINTS = 64
+
 # Status values, in lifecycle order. "launched" is written by the launch workflow,
 # the others by the post-run hook or `cancel`.
 STATUSES = ("launched", "running", "succeeded", "failed", "cancelled")
@@ -63,6 +66,11 @@ class RunRecord:
     artifacts_uri: str = ""  # where the output dir lives (gs://..., file://...)
     artifacts_url: str = ""  # a browsable link
     loss_curve: str = ""  # URI of the loss-curve PNG
+    # [step, loss] pairs, at most MAX_LOSS_POINTS, evenly downsampled from the trainer
+    # log and rounded to 4 significant digits: the index draws its SVG sparkline from
+    # these. Empty for runs that logged no loss and for records written before it
+    # existed (omitted from the JSON when empty, so those entries stay byte-identical).
+    loss_points: list[list[float]] = field(default_factory=list)
     tracker_url: str = ""
     message: str = ""  # why it failed / was cancelled
     schema_version: int = SCHEMA_VERSION
@@ -73,7 +81,23 @@ class RunRecord:
         return f"{self.dataset}/{self.model}/{self.experiment}__{self.run_id}.json"
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        """Indented JSON with sorted keys; `loss_points` on one line (64 pairs would
+        take 256 lines indented) and left out when empty."""
+        data = asdict(self)
+        points = data.pop("loss_points")
+        if not points:
+            return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        data["loss_points"] = points
+        # the same bytes json.dumps(data, indent=2, sort_keys=True) gives, but for
+        # the one compact value (a string value never holds a raw newline)
+        parts = []
+        for key in sorted(data):
+            if key == "loss_points":
+                body = json.dumps(points)
+            else:
+                body = json.dumps(data[key], indent=2, sort_keys=True).replace("\n", "\n  ")
+            parts.append(f"  {json.dumps(key)}: {body}")
+        return "{\n" + ",\n".join(parts) + "\n}\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
@@ -82,6 +106,8 @@ class RunRecord:
         metrics = values.pop("metrics", None) or {}
         mknown = {f.name for f in fields(Metrics)}
         values["metrics"] = Metrics(**{k: v for k, v in metrics.items() if k in mknown})
+        if values.get("loss_points", ()) is None:
+            values["loss_points"] = []
         return cls(**values)
 
     @classmethod

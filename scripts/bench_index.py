@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
 """Benchmarks for the outputs-index.
 
-    python scripts/bench_index.py readme  [--runs 100000]
-        Generate N synthetic RunRecords in memory, time render_readme (best of
-        --repeat), print runs/s, README size and peak memory. Target: 100k runs < 5 s.
+    python scripts/bench_index.py readme  [--runs 100000] [--full]
+        Generate N synthetic RunRecords in memory (20 datasets x 10 models, 64 loss
+        points each), time render_index -- every generated file: the map README, one
+        README per dataset/model, one SVG loss curve per run -- (best of --repeat), and
+        print runs/s, sizes and peak memory. Target: 100k runs < 5 s. Then, separately,
+        the time to write those files into an empty folder, to re-check them when
+        nothing changed, and (with --full) the whole `write_readme` from N entry files
+        on disk (reading and parsing the entries included).
 
     python scripts/bench_index.py publish [--publishers 50] [--attempts 8]
         Start a bare git remote in a temp dir, run N concurrent publishers (threads,
         each with its own scratch clone) that publish one run each, print p50/p95/max
         latency, attempts, and how many entries are missing on the remote (target 0),
-        and check the README equals render_readme(all runs).
+        and check every generated file equals render_index(all runs).
 
 Exit status 1 when a target is missed.
 """
@@ -31,12 +36,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from render.index import render_readme  # noqa: E402
+from render import index  # noqa: E402
+from render.index import render_index, render_readme  # noqa: E402
 from render.publish import PublishError, publish  # noqa: E402
 from render.record import Metrics, RunRecord  # noqa: E402
 
-DATASETS = ["alpaca", "wiki", "gsm8k", "oasst", "dolly", "code-alpaca", "slimorca", "ultrachat"]
-MODELS = ["llama-3.1-8b", "qwen2.5-7b", "mistral-7b-v0.3", "gemma-2-9b", "phi-3-mini"]
+DATASETS = ["alpaca", "wiki", "gsm8k", "oasst", "dolly", "code-alpaca", "slimorca", "ultrachat",
+            "sharegpt", "lima", "flan", "openhermes", "metamath", "orca-math", "tulu-3",
+            "wizardlm", "hh-rlhf", "ultrafeedback", "magpie", "no-robots"]  # fmt: skip
+MODELS = ["llama-3.1-8b", "qwen2.5-7b", "mistral-7b-v0.3", "gemma-2-9b", "phi-3-mini",
+          "llama-3.2-3b", "qwen2.5-14b", "gemma-2-2b", "mixtral-8x7b", "olmo-2-7b"]  # fmt: skip
+POINTS = 64
+
+
+def _loss_points(rng: random.Random, total_steps: int) -> list[list[float]]:
+    """64 [step, loss] pairs as the hook stores them: evenly picked logging steps,
+    a decaying noisy loss rounded to 4 significant digits."""
+    start, floor, rate = rng.uniform(1.5, 3.0), rng.uniform(0.2, 0.9), rng.uniform(2, 8)
+    out = []
+    for i in range(POINTS):
+        step = max(1, round((i + 1) * total_steps / POINTS))
+        frac = step / total_steps
+        loss = floor + (start - floor) * 2.718281828 ** (-rate * frac)
+        out.append([step, float(f"{loss * rng.uniform(0.95, 1.05):.4g}")])
+    return out
 STATUSES = ["succeeded"] * 6 + ["failed", "cancelled", "running", "launched"]
 
 
@@ -50,6 +73,7 @@ def synthetic(n: int, seed: int = 0) -> list[RunRecord]:
         exp = f"sft_lora_r{rank}_lr{lr:g}_v{rng.randint(1, 9)}"
         status = rng.choice(STATUSES)
         done = status in ("succeeded", "failed")
+        total_steps = rng.choice([300, 600, 1200, 2500, 5000, 12000]) * rng.choice([1, 2, 3])
         out.append(
             RunRecord(
                 run_id=f"20260101T{i:06d}Z-{rng.getrandbits(24):06x}",
@@ -81,6 +105,7 @@ def synthetic(n: int, seed: int = 0) -> list[RunRecord]:
                 artifacts_url=f"https://console.cloud.google.com/storage/browser/b/{ds}/{model}/{exp}",
                 loss_curve=f"gs://b/experiments/{ds}/{model}/{exp}/training_loss.png",
                 tracker_url=f"https://mlflow.example.com/#/experiments/1/runs/{i}",
+                loss_points=_loss_points(rng, total_steps) if status != "launched" else [],
             )
         )
     return out
@@ -92,28 +117,40 @@ def bench_readme(args: argparse.Namespace) -> bool:
     gen_s = time.perf_counter() - t0
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times, cpu = [], []
-    text = ""
+    files: dict[str, str] = {}
     for _ in range(args.repeat):
+        files = {}
         t, c = time.perf_counter(), time.process_time()
-        text = render_readme(records)
+        files = render_index(records)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
     best = min(times)
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
-    render_readme(records)
+    render_index(records)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"generated {args.runs} records in {gen_s:.2f} s")
+    sizes = {k: len(v.encode()) for k, v in files.items()}
+    readmes = [k for k in files if k.endswith("/README.md")]
+    svgs = [k for k in files if k.endswith(".svg")]
+    print(f"generated {args.runs} records ({POINTS} loss points each but 'launched') "
+          f"in {gen_s:.2f} s")
     print(
-        f"render_readme: best {best:.3f} s of {args.repeat} "
-        f"(all: {', '.join(f'{t:.3f}' for t in times)}) -> {args.runs / best:,.0f} runs/s"
+        f"render_index (all generated content, in memory): best {best:.3f} s of "
+        f"{args.repeat} (all: {', '.join(f'{t:.3f}' for t in times)}) "
+        f"-> {args.runs / best:,.0f} runs/s"
     )
     print(
         f"  CPU time: best {min(cpu):.3f} s; load average {os.getloadavg()[0]:.1f} "
         f"on {os.cpu_count()} CPUs (wall time suffers when the machine is busy)"
     )
-    print(f"README: {len(text.encode()) / 1e6:.1f} MB, {text.count(chr(10))} lines")
+    print(
+        f"files: {len(files)} = top README {sizes['README.md'] / 1e3:.1f} kB + "
+        f"{len(readmes)} model READMEs (largest "
+        f"{max(sizes[k] for k in readmes) / 1e6:.2f} MB) + {len(svgs)} SVGs "
+        f"(mean {sum(sizes[k] for k in svgs) / max(1, len(svgs)):.0f} B); "
+        f"{sum(sizes.values()) / 1e6:.1f} MB in all"
+    )
     print(
         f"peak memory: render allocations {peak / 2**20:.0f} MiB (tracemalloc); "
         f"process max RSS {rss_after / 1024:.0f} MiB "
@@ -121,6 +158,36 @@ def bench_readme(args: argparse.Namespace) -> bool:
     )
     ok = best < args.target_s
     print(f"target < {args.target_s} s: {'OK' if ok else 'MISSED'}")
+
+    with tempfile.TemporaryDirectory(prefix="bench-index-", dir=args.tmp) as tmp:
+        root = Path(tmp) / "outputs-index"
+        root.mkdir()
+        t = time.perf_counter()
+        written = index._sync_files(root, files, index._scan_generated(root), write=True)
+        write_s = time.perf_counter() - t
+        t = time.perf_counter()
+        again = index._sync_files(root, files, index._scan_generated(root), write=False)
+        check_s = time.perf_counter() - t
+        print(f"write {len(written)} files into an empty folder: {write_s:.2f} s; "
+              f"re-check them unchanged (scan + read + compare): {check_s:.2f} s "
+              f"({len(again)} differ)")
+        if args.full:
+            del files
+            t = time.perf_counter()
+            for r in records:
+                path = root / r.index_key
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(r.to_json(), encoding="utf-8")
+            print(f"--full: wrote {len(records)} entry files in {time.perf_counter() - t:.1f} s")
+            del records
+            for label in ("write_readme (files current)", "check_readme"):
+                t = time.perf_counter()
+                if label.startswith("write"):
+                    index.write_readme(root)
+                else:
+                    assert index.check_readme(root)
+                print(f"--full: {label} from {args.runs} entries on disk: "
+                      f"{time.perf_counter() - t:.1f} s (loading the entries included)")
     return ok
 
 
@@ -194,7 +261,15 @@ def bench_publish(args: argparse.Namespace) -> bool:
             except subprocess.CalledProcessError:
                 pass
         lost = len(records) - present
-        readme_ok = _show(bare, "outputs-index/README.md") == render_readme(records)
+        expected = render_index(records)
+        readme_ok = all(_show(bare, f"outputs-index/{k}") == v for k, v in expected.items())
+        listed = subprocess.run(
+            ["git", "--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main",
+             "outputs-index"], check=True, capture_output=True, text=True,
+            env={"PATH": os.environ["PATH"], "GIT_CONFIG_NOSYSTEM": "1"},
+        ).stdout.split()  # fmt: skip
+        generated = {p[len("outputs-index/") :] for p in listed if not p.endswith(".json")}
+        readme_ok = readme_ok and generated == set(expected)
 
         def pct(p: float) -> float:
             return lat[min(len(lat) - 1, round(p * (len(lat) - 1)))]
@@ -208,7 +283,8 @@ def bench_publish(args: argparse.Namespace) -> bool:
             f"mean {statistics.mean(lat):.2f} s; wall {wall:.1f} s"
         )
         print(f"attempts: mean {statistics.mean(att):.1f}, max {max(att)}")
-        print(f"publish errors: {len(errors)}; entries lost: {lost}; README exact: {readme_ok}")
+        print(f"publish errors: {len(errors)}; entries lost: {lost}; "
+              f"generated files exact ({len(expected)}): {readme_ok}")
         for e in errors[:3]:
             print("  error:", e[:300])
         return lost == 0 and readme_ok
@@ -221,6 +297,9 @@ def main() -> int:
     r.add_argument("--runs", type=int, default=100_000)
     r.add_argument("--repeat", type=int, default=3)
     r.add_argument("--target-s", type=float, default=5.0)
+    r.add_argument("--full", action="store_true",
+                   help="also write N entry files and time write_readme/check_readme")
+    r.add_argument("--tmp", default=None, help="folder for the temporary index")
     q = sub.add_parser("publish")
     q.add_argument("--publishers", type=int, default=50)
     q.add_argument("--attempts", type=int, default=8)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from render.errors import FatalError
-from render.index import render_readme
+from render.index import render_index, render_readme
 from render.publish import PENDING_PREFIX, PublishError, PublishResult, publish, reconcile, redact
 from render.record import Metrics, RunRecord
 
@@ -56,6 +56,14 @@ def show(bare: Path, path: str, ref: str = "main") -> str:
     return git("--git-dir", str(bare), "show", f"{ref}:{path}")
 
 
+def generated(bare: Path) -> dict[str, str]:
+    """Every generated (non-entry) file under outputs-index/ on main, by path relative
+    to outputs-index/."""
+    out = git("--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main", "outputs-index")
+    paths = [p for p in out.splitlines() if not p.endswith(".json")]
+    return {p[len("outputs-index/") :]: show(bare, p) for p in paths}
+
+
 def entries(bare: Path) -> list[str]:
     out = git("--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main", "outputs-index")
     return [p for p in out.splitlines() if p.endswith(".json")]
@@ -79,14 +87,21 @@ def rec(run_id: str = "r1", **kw: Any) -> RunRecord:
 
 
 def test_publish_one_record(remote: Path, tmp_path: Path) -> None:
-    r = rec()
+    r = rec(loss_points=[[10, 2.5], [20, 1.75], [30, 1.5]])
     result = publish([r], remote=remote.as_uri(), workdir=tmp_path / "work")
     assert result.published == ("r1",) and result.unchanged == () and result.attempts == 1
     assert result.commit == git("--git-dir", str(remote), "rev-parse", "main").strip()
     assert show(remote, "outputs-index/alpaca/llama-3.1-8b/sft__r1.json") == r.to_json()
     readme = show(remote, "outputs-index/README.md")
     assert readme == render_readme([r])
-    assert "| [sft](../experiments/alpaca/llama-3.1-8b/sft.yaml) | r1 | succeeded" in readme
+    # the commit holds every generated file: the map, the model README, the SVG
+    assert generated(remote) == render_index([r])
+    assert set(generated(remote)) == {
+        "README.md", "alpaca/llama-3.1-8b/README.md", "alpaca/llama-3.1-8b/sft__r1.svg"
+    }
+    model = show(remote, "outputs-index/alpaca/llama-3.1-8b/README.md")
+    assert "| [sft](../../../experiments/alpaca/llama-3.1-8b/sft.yaml) | r1 | succeeded" in model
+    assert "| ![loss](sft__r1.svg) |" in model
     log = git("--git-dir", str(remote), "log", "-1", "--format=%an <%ae>|%cn|%s", "main")
     assert log.strip() == (
         "ftops-bot <ftops-bot@users.noreply.github.com>|ftops-bot|index: sft r1 succeeded"
@@ -132,8 +147,10 @@ def test_concurrent_publishers_lose_nothing(remote: Path, tmp_path: Path) -> Non
             f"run{i:02d}",
             dataset=("alpaca", "wiki")[i % 2],
             experiment=f"exp{i % 5}",
+            model=("llama-3.1-8b", "qwen2.5-7b", "mistral-7b")[i % 3],
             status=("succeeded", "failed", "running")[i % 3],
             metrics=Metrics(eval_loss=1.0 + i / 100),
+            loss_points=[[s, 3.0 - s / (i + 1)] for s in range(1, 1 + i % 7)],
         )
         for i in range(30)
     ]
@@ -146,6 +163,11 @@ def test_concurrent_publishers_lose_nothing(remote: Path, tmp_path: Path) -> Non
     assert all(res.published == (r.run_id,) for res, r in zip(results, runs, strict=True))
     assert len(entries(remote)) == 30
     assert show(remote, "outputs-index/README.md") == render_readme(runs)
+    # every generated file (model READMEs, SVGs) is exactly what write_readme makes
+    # from all entries, and there is no other
+    expected = render_index(runs)
+    assert generated(remote) == expected
+    assert sum(k.endswith(".svg") for k in expected) == 25 and len(expected) == 32
     # linear history of fast-forwards (no merge commits); staged records landed in
     # batches by whoever pushed first, so fewer than 30 commits
     count = git("--git-dir", str(remote), "rev-list", "--count", "--merges", "main")
@@ -303,15 +325,25 @@ def test_corrupt_remote_entry_is_a_publish_error(remote: Path, tmp_path: Path) -
 
 def test_stale_readme_is_regenerated_not_merged(remote: Path, tmp_path: Path) -> None:
     url = remote.as_uri()
-    publish([rec("r1")], remote=url)
+    publish([rec("r1", loss_points=[[1, 1.0], [2, 0.5]])], remote=url)
     work = tmp_path / "w"
     git("clone", "--quiet", str(remote), str(work))
-    readme = work / "outputs-index/README.md"
+    index = work / "outputs-index"
+    readme = index / "README.md"
     readme.write_text(readme.read_text() + "\nhand edit that conflicts\n")
-    git("commit", "--quiet", "-am", "hand edit", cwd=work)
+    model = index / "alpaca/llama-3.1-8b/README.md"
+    model.write_text(model.read_text() + "\nhand edit\n")
+    (index / "alpaca/llama-3.1-8b/sft__r1.svg").write_text("<svg/>\n")
+    (index / "alpaca/llama-3.1-8b/sft__gone.svg").write_text("<svg/>\n")  # no entry
+    (index / "old/model").mkdir(parents=True)
+    (index / "old/model/README.md").write_text("no entries here\n")
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", "hand edits", cwd=work)
     git("push", "--quiet", "origin", "main", cwd=work)
     publish([rec("r2")], remote=url)
-    assert show(remote, "outputs-index/README.md") == render_readme([rec("r1"), rec("r2")])
+    runs = [rec("r1", loss_points=[[1, 1.0], [2, 0.5]]), rec("r2")]
+    assert show(remote, "outputs-index/README.md") == render_readme(runs)
+    assert generated(remote) == render_index(runs)  # edits undone, stale files removed
 
 
 def test_index_token_goes_in_a_header_not_the_url(monkeypatch: pytest.MonkeyPatch,
