@@ -172,9 +172,12 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"wrote {root / 'README.md'}", file=sys.stderr)
         return 0
     if args.action == "check":
-        if not index.check_readme(root):
-            raise FatalError("outputs-index/README.md is stale; regenerate it with "
-                             "`ftops index readme` and commit it")
+        stale = index.stale_files(root)
+        if stale:
+            raise FatalError("generated outputs-index files are stale: "
+                             + ", ".join(str(p) for p in stale[:10])
+                             + ("..." if len(stale) > 10 else "")
+                             + "; regenerate them with `ftops index readme` and commit them")
         print(f"ok: outputs-index/README.md is current ({len(index.load_index(root))} "
               "run(s))", file=sys.stderr)
         return 0

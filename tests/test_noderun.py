@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from local_repo import git
+
 from render.cli import main
 from render.record import RunRecord
 from render.runspec import CONFIG_ERROR_EXIT
