@@ -137,7 +137,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"already done: {done}", file=sys.stderr)
         return 0
     _print_result(result, ws)
-    print(f"  browse: {ws.rel(ws.root / 'outputs-index' / 'README.md')}")
+    rec = result.record
+    print(f"  browse: outputs-index/{rec.dataset}/{rec.model}/README.md "
+          "(and the map in outputs-index/README.md)")
     return 0 if result.record.status == "succeeded" else 1
 
 
