@@ -167,11 +167,3 @@ def split_documents(text: str) -> list[str]:
     """Kustomize's output as one text per object (it separates them with '---' lines)."""
     return [d if d.endswith("\n") else d + "\n"
             for d in re.split(r"(?m)^---\n", text) if d.strip()]
-
-
-def kustomize_build(folder: Path) -> list[dict[str, Any]]:
-    proc = subprocess.run([kubectl(), "kustomize", str(folder)], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        raise FatalError(f"kustomize build failed: {proc.stderr.strip()}")
-    return [d for d in yaml.load_all(proc.stdout, Loader=yaml.CSafeLoader) if d]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from render.experiment import Experiment, Workspace
+from render.experiment import Experiment, Workspace, dataset_names
 from render.kustomize import dump_yaml
 from render.runspec import RunSpec
 
@@ -36,8 +36,8 @@ def _samples(exp: Experiment) -> int | None:
         return int(t["max_samples"])
     info = exp.registration.get("dataset_info") or {}
     total = 0
-    for name in str(t.get("dataset", "")).split(","):
-        entry = info.get(name.strip()) if isinstance(info, dict) else None
+    for name in dataset_names(t.get("dataset")):
+        entry = info.get(name) if isinstance(info, dict) else None
         if not isinstance(entry, dict) or not isinstance(entry.get("num_samples"), int):
             return None
         total += entry["num_samples"]

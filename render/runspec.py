@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from render import naming
-from render.errors import FatalError
 from render.experiment import Experiment, dataset_names
 
 # Inside the pod.
@@ -145,9 +144,3 @@ class RunSpec:
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
-
-
-def require_clean(exp: Experiment | None, findings: list[Any], path: str) -> Experiment:
-    if exp is None or findings:
-        raise FatalError(f"{path} has lint problems; run `ftops lint {path}` and fix them first")
-    return exp

@@ -22,7 +22,6 @@ class PastRun:
 class Context:
     ws: Workspace
     _runs: dict[str, list[PastRun]] = field(default_factory=dict)
-    _hashes: dict[str, str | None] = field(default_factory=dict)
     _listing: dict[tuple[str, str], dict[str, list[Path]]] = field(default_factory=dict)
 
     def _index_files(self, dataset: str, model: str) -> dict[str, list[Path]]:
@@ -52,9 +51,7 @@ class Context:
         return self._runs[exp.path]
 
     def config_hash_of(self, path: Path) -> str | None:
-        """Config hash of another experiment file, None when it cannot be loaded."""
-        key = str(path)
-        if key not in self._hashes:
-            exp, findings = self.ws.load(path)
-            self._hashes[key] = exp.config_hash if exp is not None and not findings else None
-        return self._hashes[key]
+        """Config hash of another experiment file, None when it cannot be loaded (both the
+        load and the hash are cached by the Workspace and the Experiment)."""
+        exp, findings = self.ws.load(path)
+        return exp.config_hash if exp is not None and not findings else None

@@ -7,7 +7,7 @@ from typing import Any
 
 from render import schema
 from render.errors import Finding
-from render.experiment import Experiment
+from render.experiment import Experiment, dataset_names
 from render.rules.context import Context
 
 # Set by ftops for every run; a user value would break run isolation or resume.
@@ -81,8 +81,6 @@ def _combinations(exp: Experiment, t: dict[str, Any]) -> Iterator[Finding]:
                           "keep one of them", "train")
     if stage in RANKING_STAGES:
         info = exp.registration.get("dataset_info") or {}
-        from render.experiment import dataset_names
-
         for name in dataset_names(t.get("dataset")):
             entry = info.get(name) if isinstance(info, dict) else None
             if isinstance(entry, dict) and not entry.get("ranking"):
