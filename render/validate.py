@@ -21,8 +21,8 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from render.devcluster.versions import JOBSET, KUBERNETES, KUEUE
 from render.errors import FatalError
+from render.manifests.versions import JOBSET, KUBERNETES, KUEUE
 
 MODULES = {
     "jobset.x-k8s.io": ("sigs.k8s.io/jobset", JOBSET),

@@ -1,8 +1,8 @@
-"""Apply and status at scale against the local control plane (render.devcluster).
+"""Apply and status at scale against the local control plane (tests/devcluster).
 
     python scripts/bench_cluster.py [--n 100]
 
-Uses the cluster of $FTOPS_DEVCLUSTER_KUBECONFIG when set (`python -m render.devcluster
+Uses the cluster of $FTOPS_DEVCLUSTER_KUBECONFIG when set (`scripts/devcluster
 up`), else starts one. Prints the time to server-side apply N rendered experiments
 (2 objects each) and the time of `status` over N runs; deletes them afterwards.
 """
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench_common import make_tree  # noqa: E402
 
 from render.cluster import RUN_LABEL, Cluster, apply, status  # noqa: E402
@@ -33,7 +34,7 @@ def main() -> int:
     dc = None
     kubeconfig = os.environ.get("FTOPS_DEVCLUSTER_KUBECONFIG")
     if not kubeconfig:
-        from render.devcluster import cluster as devcluster
+        from devcluster import cluster as devcluster
 
         dc = devcluster.DevCluster(devcluster.new_workdir())
         dc.up()

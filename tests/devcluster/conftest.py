@@ -2,8 +2,8 @@
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK fake GPU nodes and
 the JobSet and Kueue managers, built from the Go module proxy on first use (see
-render/devcluster). Set FTOPS_DEVCLUSTER_KUBECONFIG to reuse a cluster started with
-``python -m render.devcluster up`` instead of starting one.
+tests/devcluster: this package). Set FTOPS_DEVCLUSTER_KUBECONFIG to reuse a cluster started with
+``scripts/devcluster up`` instead of starting one.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from render.devcluster import build, cluster
+from devcluster import build, cluster
 
 
 @dataclass
 class ExistingCluster:
-    """A cluster started elsewhere (``python -m render.devcluster up``)."""
+    """A cluster started elsewhere (``scripts/devcluster up``)."""
 
     kubeconfig: Path
 

@@ -10,8 +10,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client import ApiException
 
-from render.devcluster.kube import condition, create_from_yaml, is_true, wait_for
-from render.devcluster.manifests import (
+from devcluster.kube import condition, create_from_yaml, is_true, wait_for
+from devcluster.manifests import (
     FAIL_EXIT_CODE_ANNOTATION,
     RUN_DURATION_ANNOTATION,
 )

@@ -6,7 +6,7 @@ import base64
 import re
 from pathlib import Path
 
-from render.devcluster import manifests, versions
+from devcluster import manifests, versions
 
 GO_DIR = Path(manifests.__file__).parent / "go"
 

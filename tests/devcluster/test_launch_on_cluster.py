@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from devcluster.kube import wait_for
 from render.cli import main
 from render.cluster import RUN_LABEL, Cluster, status
-from render.devcluster.kube import wait_for
 from render.experiment import Workspace
 from render.runspec import RunSpec
 

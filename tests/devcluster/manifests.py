@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from render.devcluster import versions
+from devcluster import versions
 
 FAIL_EXIT_CODE_ANNOTATION = "devcluster.ftops/fail-exit-code"
 """Pod annotation: the pod becomes Failed with this container exit code instead of

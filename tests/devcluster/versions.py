@@ -1,16 +1,18 @@
 """Pinned versions of the local control plane (built from the Go module proxy).
 
 The Go wrapper modules in ``go/<component>/go.mod`` pin the same versions; a test keeps
-the two in step.
+the two in step. Kubernetes, JobSet and Kueue are the versions ftops renders for
+(render/manifests/versions.py).
 """
 
 from __future__ import annotations
 
-KUBERNETES = "v1.36.3"  # k8s.io/kubernetes; staging modules k8s.io/* at v0.36.3
+from render.manifests.versions import JOBSET as JOBSET
+from render.manifests.versions import KUBERNETES as KUBERNETES
+from render.manifests.versions import KUEUE as KUEUE
+
 ETCD = "v3.6.16"  # go.etcd.io/etcd/server/v3
 KWOK = "v0.8.0"  # sigs.k8s.io/kwok
-JOBSET = "v0.12.0"  # sigs.k8s.io/jobset (v1alpha2 API)
-KUEUE = "v0.17.1"  # sigs.k8s.io/kueue (v1beta2 storage, v1beta1 served)
 
 # component directory under go/ -> (module whose version is pinned, version, main packages,
 # binary names in the same order)

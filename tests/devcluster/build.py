@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from render.devcluster import versions
+from devcluster import versions
 
 GO_DIR = Path(__file__).resolve().parent / "go"
 

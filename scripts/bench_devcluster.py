@@ -2,7 +2,9 @@
 start time (up -> ready -> Kueue configured) and the peak resident memory of all its
 processes combined while starting and while running a small JobSet.
 
-    python -m render.devcluster.bench [--rebuild]
+    python scripts/bench_devcluster.py [--rebuild]
+
+The harness is the test package tests/devcluster (not part of the installed ftops).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from render.devcluster import build, cluster, kube
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from devcluster import build, cluster, kube  # noqa: E402
 
 
 def _rss_kib(pid: int) -> int:

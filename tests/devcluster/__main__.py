@@ -1,4 +1,4 @@
-"""``python -m render.devcluster up|down|env|status|build``."""
+"""``scripts/devcluster up|down|env|status|build`` (PYTHONPATH=tests python -m devcluster)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from render.devcluster import build, cluster
+from devcluster import build, cluster
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m render.devcluster", description="Local Kubernetes control plane (no Docker)"
+        prog="scripts/devcluster", description="Local Kubernetes control plane (no Docker)"
     )
     ap.add_argument(
         "--dir",

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from render.devcluster import build, manifests, pki
+from devcluster import build, manifests, pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_BASE_ADMIN = REPO_ROOT / "k8s-base" / "cluster-admin"

@@ -1,0 +1,1 @@
+"""Manifests: RunSpec -> Kustomize overlays, built objects, validation, plan, PR comment."""
