@@ -35,10 +35,13 @@ def cmd_lint(args: argparse.Namespace) -> int:
     result = lint(ws, paths, deep=args.deep)
     if args.format == "json":
         print(json.dumps({"ok": result.ok, "files_checked": result.files_checked,
-                          "findings": [f.as_dict() for f in result.findings]}, indent=2))
+                          "findings": [f.as_dict() for f in result.findings],
+                          "warnings": [f.as_dict() for f in result.warnings]}, indent=2))
     else:
         for finding in result.findings:
             print(finding.format())
+        for warning in result.warnings:  # advisory: stderr, and lint still passes
+            print(warning.format(), file=sys.stderr)
         files = len({f.file for f in result.findings})
         if result.findings:
             print(f"{len(result.findings)} problem(s) in {files} file(s)", file=sys.stderr)

@@ -183,20 +183,27 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"ok: outputs-index/README.md is current ({len(index.load_index(root))} "
               "run(s))", file=sys.stderr)
         return 0
-    from render.record import RunRecord
+    from render.reconcile import finish_orphans, stored_records
     from render.storage import open_storage
 
     if not args.storage:
         raise FatalError("index reconcile needs --storage (e.g. gs://my-project-llm or ./outputs)")
-    storage = open_storage(args.storage)
-    stored = []
-    for key in storage.list_keys("experiments/", "/run.json"):
-        text = storage.read_text(key)
-        try:
-            stored.append(RunRecord.from_json(text or ""))
-        except (ValueError, TypeError):
-            print(f"ftops index reconcile: skipping unreadable {storage.uri(key)}",
+    stored = stored_records(open_storage(args.storage))
+    if args.cluster:
+        from render.cluster import Cluster, connect
+
+        ws = Workspace(ws_root)
+        cluster = Cluster(connect(args.kubeconfig), ws.profile.namespace)
+        healed = finish_orphans(stored, cluster.jobsets())
+        for rec in healed:
+            print(f"run {rec.run_id}: its hook did not finish; JobSet says {rec.status}",
                   file=sys.stderr)
+            try:
+                open_storage(rec.artifacts_uri).write_text("run.json", rec.to_json())
+            except FatalError as exc:  # a read-only identity: the index still gets it
+                print(f"  (run.json in storage left as it was: {exc})", file=sys.stderr)
+        done = {r.run_id for r in healed}
+        stored = [r for r in stored if r.run_id not in done] + healed
     if args.remote:
         from render.publish import reconcile
 
@@ -317,6 +324,14 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pin_image(args: argparse.Namespace) -> int:
+    from render.profile import PROFILE_PATH, pin_default_image
+
+    changed = pin_default_image(Path(args.repo), args.image)
+    print(f"{PROFILE_PATH}: default_image {'set to' if changed else 'already'} {args.image}")
+    return 0
+
+
 def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="experiment files (default: all)")
     p.add_argument("--commit", help="launching commit (default: git HEAD)")
@@ -377,6 +392,11 @@ def register(sub: Any) -> None:
     p.add_argument("--kubeconfig")
     p.set_defaults(func=cmd_cancel)
 
+    p = sub.add_parser("pin-image", help="set the profile's default image to a digest "
+                                         "reference (the image workflow's proposal)")
+    p.add_argument("image", help="<registry>/<path>@sha256:<digest>")
+    p.set_defaults(func=cmd_pin_image)
+
     p = sub.add_parser("node-run", help="(in the training pod) train, then the post-run hook")
     p.add_argument("--spec", required=True, help="the run spec (run.json from the ConfigMap)")
     p.set_defaults(func=cmd_node_run)
@@ -400,4 +420,8 @@ def register(sub: Any) -> None:
     p.add_argument("--remote", help="(reconcile) git remote of the index; default: write "
                                     "./outputs-index")
     p.add_argument("--branch", default="main")
+    p.add_argument("--cluster", action="store_true",
+                   help="(reconcile) also finish the records of runs whose JobSet ended "
+                        "but whose post-run hook never ran (reads JobSets)")
+    p.add_argument("--kubeconfig", help="(reconcile --cluster) default: $KUBECONFIG")
     p.set_defaults(func=cmd_index)

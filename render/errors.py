@@ -20,9 +20,13 @@ class Finding:
     message: str
     hint: str = ""
     rule: str = ""
+    severity: str = "error"  # "warning": reported, but lint still passes
 
     def format(self) -> str:
         text = f"{self.file}:{self.line}:{self.col}: {self.path}: {self.message}"
+        if self.severity != "error":
+            text = f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.path}: " \
+                   f"{self.message}"
         return f"{text} ({self.hint})" if self.hint else text
 
     def as_dict(self) -> dict[str, object]:
@@ -34,4 +38,5 @@ class Finding:
             "message": self.message,
             "hint": self.hint,
             "rule": self.rule,
+            "severity": self.severity,
         }

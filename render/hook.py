@@ -32,7 +32,7 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _seconds_between(start: str, end: str) -> float | None:
+def seconds_between(start: str, end: str) -> float | None:
     try:
         fmt = "%Y-%m-%dT%H:%M:%SZ"
         return (datetime.strptime(end, fmt) - datetime.strptime(start, fmt)).total_seconds()
@@ -160,14 +160,18 @@ class HookResult:
     message: str
 
 
-def build_record(identity: dict[str, Any], output_dir: Path, *, exit_code: int,
+def build_record(identity: dict[str, Any], output_dir: Path, *, exit_code: int | None,
                  started_at: str, finished_at: str, mode: str, report_to: str = "",
                  resolved_config: dict[str, Any] | None = None,
-                 status: str | None = None, message: str = "") -> RunRecord:
+                 status: str | None = None, message: str = "", restarts: int = 0,
+                 draw: bool = True) -> RunRecord:
+    """The record of a run from what it left in `output_dir`. `draw=False` links no loss
+    curve (a reader that cannot write the PNG beside the artifacts)."""
     if status is None:
         status = "succeeded" if exit_code == 0 else "failed"
     storage = open_storage(identity["artifacts_uri"])
-    curve = draw_loss_curve(output_dir, f"{identity['experiment']} {identity['run_id']}")
+    curve = draw_loss_curve(output_dir, f"{identity['experiment']} {identity['run_id']}") \
+        if draw else None
     return RunRecord(
         run_id=identity["run_id"], experiment=identity["experiment"],
         experiment_path=identity["experiment_path"], dataset=identity["dataset"],
@@ -177,7 +181,7 @@ def build_record(identity: dict[str, Any], output_dir: Path, *, exit_code: int,
         gpus_per_node=int(identity.get("gpus_per_node", 0)),
         gpu_type=identity.get("gpu_type", ""), jobset=identity.get("jobset", ""),
         status=status, exit_code=exit_code, started_at=started_at, finished_at=finished_at,
-        duration_s=_seconds_between(started_at, finished_at),
+        duration_s=seconds_between(started_at, finished_at),
         metrics=collect_metrics(output_dir),
         hyperparameters=dict(identity.get("hyperparameters", {})),
         resolved_config=resolved_config or {},
@@ -186,6 +190,7 @@ def build_record(identity: dict[str, Any], output_dir: Path, *, exit_code: int,
         loss_points=loss_points(output_dir),
         tracker_url=tracker_url(identity, report_to),
         message=message,
+        restarts=restarts,
     )
 
 

@@ -665,6 +665,8 @@ class _RowRenderer:
         status = self.esc(r.status)
         if r.status == "failed" and isinstance(r.exit_code, int):
             status += f" (exit {r.exit_code})"
+        if r.restarts:
+            status += f" after {_plural(r.restarts, 'restart')}"
         if is_best:
             status += " **best**"
         m = r.metrics
@@ -948,6 +950,8 @@ def _check_types(record: RunRecord) -> None:
     for name in ("hyperparameters", "resolved_config"):
         if not isinstance(getattr(record, name), dict):
             raise ValueError(f"{name!r} must be an object")
+    if type(record.restarts) is not int or record.restarts < 0:
+        raise ValueError(f"'restarts' must be a non-negative integer, got {record.restarts!r}")
     _check_loss_points(record.loss_points)
 
 

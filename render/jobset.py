@@ -19,6 +19,7 @@ API_VERSION = "jobset.x-k8s.io/v1alpha2"
 CONTAINER = "trainer"
 TTL_AFTER_FINISHED = 7 * 24 * 3600
 LABEL_PREFIX = "ftops.dev"
+RESTART_ATTEMPT_LABEL = "jobset.sigs.k8s.io/restart-attempt"
 
 
 def run_labels(spec: RunSpec) -> dict[str, str]:
@@ -56,6 +57,24 @@ def tracker_env(spec: RunSpec, report_to: str) -> list[dict[str, Any]]:
     ]
 
 
+def index_env(spec: RunSpec) -> list[dict[str, Any]]:
+    """Where rank 0's post-run hook publishes the run's record (the profile's `index`):
+    the remote, and its token from a Secret, never a literal. The Secret is optional:
+    without it the run still trains and its run.json waits for `ftops index reconcile`."""
+    p = spec.exp.profile
+    if not p.index_remote:
+        return []
+    env: list[dict[str, Any]] = [
+        {"name": "FTOPS_INDEX_REMOTE", "value": p.index_remote},
+        {"name": "FTOPS_INDEX_BRANCH", "value": p.index_branch},
+    ]
+    if p.index_token_secret:
+        secret, key = p.index_token_secret.split("/", 1)
+        env.append({"name": "FTOPS_INDEX_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": secret, "key": key, "optional": True}}})
+    return env
+
+
 def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
     e, launch, profile = spec.exp, spec.exp.launch, spec.exp.profile
     gpu = profile.gpu_types[launch.gpu_type]
@@ -71,17 +90,29 @@ def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
         {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
         {"name": "OUTPUT_DIR", "value": spec.pod_output_dir},
         {"name": "FTOPS_RUN_ID", "value": spec.run_id},
+        # which attempt this is (JobSet counts group restarts in this pod label) and how
+        # many restarts JobSet allows: the hook records restarts, and knows whether a
+        # failure is final or JobSet will restart the group
+        {"name": "FTOPS_RESTART_ATTEMPT", "valueFrom": {"fieldRef": {
+            "fieldPath": f"metadata.labels['{RESTART_ATTEMPT_LABEL}']"}}},
+        {"name": "FTOPS_MAX_RESTARTS", "value": str(launch.max_restarts)},
         {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"},
         *tracker_env(spec, report_to),
+        *index_env(spec),
     ]
     for name, ref in sorted(launch.env_from_secrets.items()):
         secret, key = ref.split("/", 1)
         env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
 
+    cpu = max(int(gpu.cpu_per_node * 0.9), 1)
     resources: dict[str, Any] = {
-        "cpu": str(max(int(gpu.cpu_per_node * 0.9), 1)),
+        "cpu": str(cpu),
         "memory": f"{max(int(gpu.memory_per_node_gib * 0.9), 1)}Gi",
     }
+    if not launch.gpus_per_node:
+        # torch sizes its thread pool by the machine's cores, not the pod's CPU limit:
+        # on a CPU node that oversubscribes the limit many times over
+        env.append({"name": "OMP_NUM_THREADS", "value": str(cpu)})
     if launch.gpus_per_node:
         resources["nvidia.com/gpu"] = str(launch.gpus_per_node)
     volumes: list[dict[str, Any]] = [

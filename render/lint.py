@@ -23,9 +23,10 @@ from render.yamlsource import PathPart, YamlError
 
 @dataclass
 class LintResult:
-    findings: list[Finding] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # errors: lint fails
     experiments: list[Experiment] = field(default_factory=list)
     files_checked: int = 0
+    warnings: list[Finding] = field(default_factory=list)  # reported; lint passes
 
     @property
     def ok(self) -> bool:
@@ -106,7 +107,8 @@ def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = Fal
             deep_queue.append(exp)
     if deep_queue:
         findings.update(_deep_check(deep_queue))
-    result.findings = sorted(findings)
+    result.findings = sorted(f for f in findings if f.severity == "error")
+    result.warnings = sorted(f for f in findings if f.severity != "error")
     return result
 
 

@@ -74,6 +74,9 @@ class RunRecord:
     tracker_url: str = ""
     message: str = ""  # why it failed / was cancelled
     schema_version: int = SCHEMA_VERSION
+    # Group restarts before this record (JobSet's restart attempt of the pod that wrote
+    # it). Omitted from the JSON when 0, so records without restarts keep their bytes.
+    restarts: int = 0
 
     @property
     def index_key(self) -> str:
@@ -84,6 +87,8 @@ class RunRecord:
         """Indented JSON with sorted keys; `loss_points` on one line (64 pairs would
         take 256 lines indented) and left out when empty."""
         data = asdict(self)
+        if not data["restarts"]:
+            del data["restarts"]
         points = data.pop("loss_points")
         if not points:
             return json.dumps(data, indent=2, sort_keys=True) + "\n"
@@ -108,6 +113,8 @@ class RunRecord:
         values["metrics"] = Metrics(**{k: v for k, v in metrics.items() if k in mknown})
         if values.get("loss_points", ()) is None:
             values["loss_points"] = []
+        if values.get("restarts", 0) is None:
+            values["restarts"] = 0
         return cls(**values)
 
     @classmethod

@@ -78,6 +78,10 @@ class RunSpec:
     def data_location(self, local_root: Path | None = None) -> str:
         """Where the data files live, as a directory path the trainer can read."""
         uri = str(self.exp.registration.get("source", {}).get("uri", ""))
+        if uri.startswith("file:///"):
+            # an absolute path: the same everywhere (on a cluster, a path inside the
+            # pod, e.g. on the pvc storage profile's mount)
+            return uri[len("file://"):]
         if uri.startswith("file://"):
             rel = uri[len("file://"):]
             base = local_root if local_root is not None else Path(DATA_MOUNT) / "local"

@@ -128,36 +128,47 @@ def _signal_tree(pid: int, signum: int) -> None:
 
 
 @contextlib.contextmanager
-def _run_lock(output_dir: Path) -> Iterator[int]:
-    """One trainer per run folder: a second launch of a run that is still training
-    (say, an orphan of a killed launcher) is refused instead of corrupting it."""
+def _run_lock(output_dir: Path, node_rank: int, wait_s: float) -> Iterator[int]:
+    """One trainer per run folder and node rank: a second launch of a run that is still
+    training (say, an orphan of a killed launcher) is refused instead of corrupting it.
+    The nodes of one run share the folder, each with its own lock; `wait_s` lets a
+    restarted pod wait for the previous attempt's pod that is still shutting down."""
     import fcntl
 
     lock_dir = output_dir / "ftops"
     lock_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_dir / "train.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    name = "train.lock" if node_rank == 0 else f"train-node{node_rank}.lock"
+    fd = os.open(lock_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_s
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FatalError(f"{output_dir} is being trained by another process right now; "
-                             "wait for it or stop it before relaunching") from None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise FatalError(f"{output_dir} is being trained by another process "
+                                     "right now; wait for it or stop it before "
+                                     "relaunching") from None
+                time.sleep(1)
         yield fd
     finally:
         os.close(fd)
 
 
 def run(config: Path, output_dir: Path, log_path: Path, *, env: Mapping[str, str],
-        progress: bool = True, echo: IO[str] | None = None) -> int:
+        progress: bool = True, echo: IO[str] | None = None, node_rank: int = 0,
+        lock_wait_s: float = 0.0, signals: list[int] | None = None) -> int:
     """Train; return the exit code. SIGINT/SIGTERM are passed on to the trainer's group,
-    so an interrupted run leaves its checkpoints for the next launch to resume from."""
+    so an interrupted run leaves its checkpoints for the next launch to resume from; the
+    signals received are appended to `signals`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     for moved in set_aside_incomplete_checkpoints(output_dir):
         print(f"ftops: set aside an incomplete checkpoint as {moved.name}", file=sys.stderr)
     argv = [llamafactory_cli(), "train", str(config)]
     with open(log_path, "a", encoding="utf-8") as log, _Progress(output_dir, progress), \
-            _run_lock(output_dir) as lock_fd:
+            _run_lock(output_dir, node_rank, lock_wait_s) as lock_fd:
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n")
         log.flush()
         # Same process group as ftops: killing the launcher's group kills the trainer,
@@ -167,6 +178,8 @@ def run(config: Path, output_dir: Path, log_path: Path, *, env: Mapping[str, str
                                 text=True, env=base_env(env), pass_fds=(lock_fd,))
 
         def forward(signum: int, _frame: Any) -> None:
+            if signals is not None:
+                signals.append(signum)
             _signal_tree(proc.pid, signum)
 
         previous: dict[int, Any] = {}

@@ -142,3 +142,30 @@ def test_deep_check_runs_llamafactorys_own_parser(ws_root: Path,
     (line,) = capsys.readouterr().out.strip().splitlines()[-1:]
     assert line.startswith("experiments/demo/tiny-llama/sft_lora_v1.yaml:")
     assert "LLaMA-Factory rejects the arguments" in line and "predict_with_generate" in line
+
+
+def test_tag_only_image_is_a_warning_and_a_digest_is_not(
+        ws_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = ws_root / "experiments/demo/tiny-llama/sft_lora_v1.yaml"
+    result = lint(Workspace(ws_root), [exp])
+    assert result.ok and result.findings == []
+    (warning,) = result.warnings
+    assert warning.file == "k8s-base/cluster-profile.yaml" and warning.path == "$.default_image"
+    profile_lines = (ws_root / warning.file).read_text().splitlines()
+    assert profile_lines[warning.line - 1].startswith("default_image:")
+    assert "not pinned by digest" in warning.message and warning.severity == "warning"
+    assert main(["--repo", str(ws_root), "lint", str(exp)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: $.default_image" in err and "warning" not in out
+
+    # an experiment's own tag-only image is reported where it is set
+    exp.write_text(exp.read_text().replace("  time_limit: 30m", "  time_limit: 30m\n"
+                                           "  image: registry.example/llm/lf:latest"))
+    (warning,) = lint(Workspace(ws_root), [exp]).warnings
+    assert (warning.file, warning.path) == (exp.relative_to(ws_root).as_posix(),
+                                            "$.launch.image")
+    digest = "registry.example/llm/lf@sha256:" + "ab" * 32
+    exp.write_text(exp.read_text().replace("registry.example/llm/lf:latest", digest))
+    assert lint(Workspace(ws_root), [exp]).warnings == []
+    assert main(["--repo", str(ws_root), "lint", "--format", "json", str(exp)]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []

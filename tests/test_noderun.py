@@ -11,6 +11,7 @@ import yaml
 from local_repo import git
 
 from render.cli import main
+from render.noderun import outcome
 from render.record import RunRecord
 from render.runspec import CONFIG_ERROR_EXIT
 
@@ -38,6 +39,25 @@ def test_node_run_exits_2_on_a_configuration_error(tmp_path: Path) -> None:
                             "finetuning_type": "lora", "template": "default",
                             "dataset": "demo", "not_an_argument": 1})
     assert main(["node-run", "--spec", str(spec)]) == CONFIG_ERROR_EXIT
+    # rank 0 records the failure at once: JobSet will not restart a configuration error
+    record = RunRecord.from_json((tmp_path / "output" / "run.json").read_text())
+    assert record.status == "failed" and record.exit_code == CONFIG_ERROR_EXIT
+    assert "LLaMA-Factory rejects the configuration" in record.message
+    assert "not_an_argument" in record.message
+
+
+@pytest.mark.parametrize(("code", "signals", "attempt", "max_restarts", "status", "words"), [
+    (0, [], 1, 2, None, ""),  # success is final, on any attempt
+    (1, [], 0, 2, "running", "JobSet restarts the group (restart 1 of 2)"),
+    (1, [], 2, 2, None, "trainer exited with 1 after 2 restart(s)"),
+    (-15, [15], 0, 0, "running", "stopped by SIGTERM"),  # cancel, restart or preemption
+    (1, [], 0, 0, None, "trainer exited with 1"),
+])
+def test_hook_status_is_final_only_when_the_pod_knows_the_run_is_over(
+        code: int, signals: list[int], attempt: int, max_restarts: int, status: str | None,
+        words: str) -> None:
+    got_status, message = outcome(code, signals, attempt, max_restarts)
+    assert got_status == status and words in message
 
 
 def test_hook_command_records_and_publishes(tmp_path: Path,
