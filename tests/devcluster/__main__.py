@@ -33,18 +33,35 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--no-k8s-base", action="store_true", help="do not apply k8s-base/cluster-admin"
     )
-    sub.add_parser("down", help="stop the cluster started by `up`")
+    up.add_argument("--real-node", action="store_true",
+                    help="also start the real node (root; needs --foreground: it is torn "
+                         "down when this process ends)")
+    sub.add_parser("down", help="stop the cluster started by `up` (and a real node's leftovers)")
     sub.add_parser("env", help="print KUBECONFIG=... for the running cluster")
     sub.add_parser("status", help="print the state file")
-    sub.add_parser("build", help="only build the binaries")
+    build_p = sub.add_parser("build", help="only build the binaries")
+    build_p.add_argument("--node", action="store_true",
+                         help="also the real node's binaries and the training image")
     args = ap.parse_args(argv)
     workdir = Path(args.dir) if args.dir else cluster.default_workdir()
 
     if args.cmd == "build":
         t = time.monotonic()
         print(f"binaries in {build.ensure_built()} ({time.monotonic() - t:.0f}s)")
+        if args.node:
+            from devcluster import image
+
+            build.ensure_built(["node", "coredns"])
+            img = image.ensure_train_image()
+            print(f"training image {img.digest} ({img.size_bytes / 2**30:.2f} GiB) in "
+                  f"{img.layout} ({time.monotonic() - t:.0f}s in all)")
         return 0
     if args.cmd == "down":
+        from devcluster import node
+
+        leftover = node.NodeState.load()
+        if leftover is not None:
+            node.teardown(leftover)
         stopped = cluster.stop_from_state(workdir)
         print("stopped" if stopped else f"no cluster running in {workdir}")
         return 0
@@ -71,11 +88,26 @@ def main(argv: list[str] | None = None) -> int:
         apply_k8s_base=not args.no_k8s_base,
         die_with_parent=args.foreground,
     )
+    if args.real_node and not args.foreground:
+        print("--real-node needs --foreground (the node is torn down when `up` ends)",
+              file=sys.stderr)
+        return 2
     dc = cluster.DevCluster(workdir, opts)
+    realnode = None
     try:
         dc.up()
-    except cluster.ClusterError as e:
-        print(str(e), file=sys.stderr)
+        if args.real_node:
+            from devcluster import node
+
+            realnode = node.RealNode(dc).up()
+            print(f"real node {node.NODE_NAME} Ready; training image {realnode.image_ref}",
+                  file=sys.stderr)
+            if args.timings:
+                for k, v in realnode.timings.items():
+                    print(f"node: {k:26s} {v:6.1f}s", file=sys.stderr)
+    except (cluster.ClusterError, KeyboardInterrupt) as e:
+        print(str(e) or "interrupted", file=sys.stderr)
+        dc.down(remove=False)
         return 1
     if args.timings:
         for k, v in dc.timings.items():
@@ -94,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            if realnode is not None:
+                realnode.down()
             dc.down(remove=False)
         return 0
     return 0

@@ -44,7 +44,7 @@ def _go() -> str:
 
 def _ldflags(component: str) -> str:
     flags = "-s -w"
-    if component == "kubernetes":
+    if versions.module_dir(component) == "kubernetes":
         v = versions.KUBERNETES
         major, minor = v[1:].split(".")[:2]
         pkg = "k8s.io/component-base/version"
@@ -88,7 +88,7 @@ def _overlay(
     patches = _PATCHES.get(component, [])
     if not patches:
         return [], pkgs
-    moddir = GO_DIR / component
+    moddir = GO_DIR / versions.module_dir(component)
     replace: dict[str, str] = {}
     pkgs = list(pkgs)
     for pkg, fname, old, new in patches:
@@ -118,8 +118,8 @@ def _overlay(
 
 def build_component(component: str, out: Path, log: TextIO = sys.stderr) -> float:
     """Build one component's binaries into ``out``; return the seconds it took."""
-    _module, _version, pkgs, names = versions.COMPONENTS[component]
-    moddir = GO_DIR / component
+    _module, _version, pkgs, names = versions.all_components()[component]
+    moddir = GO_DIR / versions.module_dir(component)
     env = dict(os.environ)
     # go.mod/go.sum are committed and complete: the default -mod=readonly applies
     env["CGO_ENABLED"] = "0"
@@ -141,12 +141,13 @@ def build_component(component: str, out: Path, log: TextIO = sys.stderr) -> floa
 
 
 def ensure_built(components: list[str] | None = None, log: TextIO = sys.stderr) -> Path:
-    """Build whatever binaries are missing; return the bin directory."""
+    """Build whatever binaries are missing (default: the control plane's); return the
+    bin directory."""
     bdir = bin_dir()
     comps = components or list(versions.COMPONENTS)
     timings: dict[str, float] = {}
     for comp in comps:
-        names = versions.COMPONENTS[comp][3]
+        names = versions.all_components()[comp][3]
         if all((bdir / n).exists() for n in names):
             continue
         tmp = cache_dir() / f"tmp-{comp}-{os.getpid()}"
@@ -172,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(description="Build the devcluster binaries")
-    ap.add_argument("components", nargs="*", help=f"subset of {sorted(versions.COMPONENTS)}")
+    ap.add_argument("components", nargs="*",
+                    help=f"subset of {sorted(versions.all_components())}")
     args = ap.parse_args(argv)
-    unknown = set(args.components) - set(versions.COMPONENTS)
+    unknown = set(args.components) - set(versions.all_components())
     if unknown:
         ap.error(f"unknown components: {sorted(unknown)}")
     t0 = time.monotonic()

@@ -411,8 +411,12 @@ class DevCluster:
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--authorization-mode=Node,RBAC",
                 "--enable-admission-plugins=NamespaceLifecycle,LimitRanger,ServiceAccount,"
-                "DefaultTolerationSeconds,PodSecurity,Priority,ResourceQuota,"
+                "DefaultTolerationSeconds,PodSecurity,Priority,ResourceQuota,NodeRestriction,"
                 "MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+                # the real node's kubelet (devcluster.node): logs, exec, port-forward
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={p.admin_crt}",
+                f"--kubelet-client-key={p.admin_key}",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",

@@ -1,15 +1,17 @@
-"""The ``devcluster`` fixture: one real local control plane per test session.
+"""The ``devcluster`` fixture: one real local control plane per test session, and
+``realnode``: a real node (containerd, kubelet, kube-proxy, CoreDNS) joined to it.
 
 etcd, kube-apiserver, kube-controller-manager, kube-scheduler, KWOK fake GPU nodes and
 the JobSet and Kueue managers, built from the Go module proxy on first use (see
 tests/devcluster: this package). Set FTOPS_DEVCLUSTER_KUBECONFIG to reuse a cluster started with
-``scripts/devcluster up`` instead of starting one.
+``scripts/devcluster up`` instead of starting one (the real-node tests need their own).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,3 +59,27 @@ def devcluster() -> Iterator[Any]:
         yield dc
     finally:
         dc.down(remove=not os.environ.get("FTOPS_DEVCLUSTER_KEEP"))
+
+
+@pytest.fixture(scope="session")
+def realnode(devcluster: Any) -> Iterator[Any]:
+    """The real CPU node ``cpu-node-0`` in the session's cluster, the training image
+    built from the root Dockerfile and pulled by digest. Not a skip when the machine
+    cannot run it: CI must, so a missing prerequisite is an error that says what to
+    install."""
+    from devcluster import node
+
+    if not isinstance(devcluster, cluster.DevCluster):
+        pytest.fail("the real-node tests start their own cluster: unset "
+                    "FTOPS_DEVCLUSTER_KUBECONFIG")
+    missing = node.missing_prerequisites()
+    if missing:
+        pytest.fail("the real node needs " + "; ".join(missing)
+                    + " (`bash scripts/setup.sh --dev` as root installs the packages)")
+    rn = node.RealNode(devcluster)
+    rn.up()
+    try:
+        print(f"\n[realnode] up: {rn.timings}", file=sys.stderr)
+        yield rn
+    finally:
+        rn.down()

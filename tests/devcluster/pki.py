@@ -12,6 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+NODE_NAME = "cpu-node-0"
+"""The real node's name (tests/devcluster/node.py); its client cert is made here."""
+
 
 @dataclass(frozen=True)
 class Pki:
@@ -36,6 +39,26 @@ class Pki:
     @property
     def admin_key(self) -> Path:
         return self.dir / "admin.key"
+
+    @property
+    def node_crt(self) -> Path:
+        """The real node's kubelet client cert (``system:node:<NODE_NAME>``, group
+        ``system:nodes``: the Node authorizer and NodeRestriction apply to it)."""
+        return self.dir / "node.crt"
+
+    @property
+    def node_key(self) -> Path:
+        return self.dir / "node.key"
+
+    @property
+    def proxy_crt(self) -> Path:
+        """kube-proxy's client cert (``system:kube-proxy``, bound to the built-in
+        ``system:node-proxier`` ClusterRole)."""
+        return self.dir / "kube-proxy.crt"
+
+    @property
+    def proxy_key(self) -> Path:
+        return self.dir / "kube-proxy.key"
 
     @property
     def sa_key(self) -> Path:
@@ -157,6 +180,8 @@ def generate(directory: Path) -> Pki:
         ips=["127.0.0.1", "10.96.0.1"],
     )
     leaf(pki.admin_crt, pki.admin_key, "ftops-admin", org="system:masters", client=True)
+    leaf(pki.node_crt, pki.node_key, f"system:node:{NODE_NAME}", org="system:nodes", client=True)
+    leaf(pki.proxy_crt, pki.proxy_key, "system:kube-proxy", client=True)
     leaf(
         pki.webhook_dir / "tls.crt",
         pki.webhook_dir / "tls.key",

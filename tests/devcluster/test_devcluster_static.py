@@ -12,8 +12,8 @@ GO_DIR = Path(manifests.__file__).parent / "go"
 
 
 def test_go_wrappers_pin_the_versions_in_versions_py() -> None:
-    for comp, (module, version, _pkgs, _names) in versions.COMPONENTS.items():
-        gomod = (GO_DIR / comp / "go.mod").read_text()
+    for comp, (module, version, _pkgs, _names) in versions.all_components().items():
+        gomod = (GO_DIR / versions.module_dir(comp) / "go.mod").read_text()
         assert re.search(
             rf"^\s*(require\s+)?{re.escape(module)} {re.escape(version)}\b", gomod, re.M
         ), (comp, module, version)
