@@ -57,6 +57,20 @@ def tracker_env(spec: RunSpec, report_to: str) -> list[dict[str, Any]]:
     ]
 
 
+def cpu_env(threads: int) -> list[dict[str, Any]]:
+    """What a CPU-only run needs (render.local uses it too)."""
+    return [
+        # torch sizes its thread pool by the machine's cores, not the pod's CPU limit:
+        # on a CPU node that oversubscribes the limit many times over
+        {"name": "OMP_NUM_THREADS", "value": str(threads)},
+        # accelerate names the device of a multi-process CPU run `cpu:<rank>`, and
+        # transformers resumes the optimizer with map_location=<that device>, which
+        # torch.load cannot restore ("don't know how to restore data location ...
+        # tagged with cpu:0"): a 2-pod CPU run could never resume. Plain `cpu` can.
+        {"name": "ACCELERATE_TORCH_DEVICE", "value": "cpu"},
+    ]
+
+
 def index_env(spec: RunSpec) -> list[dict[str, Any]]:
     """Where rank 0's post-run hook publishes the run's record (the profile's `index`):
     the remote, and its token from a Secret, never a literal. The Secret is optional:
@@ -110,9 +124,7 @@ def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
         "memory": f"{max(int(gpu.memory_per_node_gib * 0.9), 1)}Gi",
     }
     if not launch.gpus_per_node:
-        # torch sizes its thread pool by the machine's cores, not the pod's CPU limit:
-        # on a CPU node that oversubscribes the limit many times over
-        env.append({"name": "OMP_NUM_THREADS", "value": str(cpu)})
+        env += cpu_env(cpu)
     if launch.gpus_per_node:
         resources["nvidia.com/gpu"] = str(launch.gpus_per_node)
     volumes: list[dict[str, Any]] = [

@@ -18,6 +18,7 @@ from typing import IO, Any
 from render import hook, trainer
 from render.errors import FatalError
 from render.experiment import Experiment, Workspace
+from render.jobset import cpu_env
 from render.kustomize import dump_yaml
 from render.record import RunRecord
 from render.runspec import RunSpec, git_commit, to_json
@@ -83,7 +84,9 @@ def launch_local(ws: Workspace, exp: Experiment, *, work: Path, storage_root: st
         env.update({"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": str(nproc),
                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())})
     if exp.launch.gpus_per_node == 0:
-        # one BLAS thread per process: on a small CPU, more threads fight (10x slower)
+        # one BLAS thread per process: on a small CPU, more threads fight (10x slower);
+        # and a device name that a resumed multi-process run can load (render.jobset)
+        env.update({e["name"]: e["value"] for e in cpu_env(1)})
         env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
     if os.path.isdir(str(cfg.get("model_name_or_path", ""))):
         env["HF_HUB_OFFLINE"] = "1"  # a local model needs no hub

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,9 +73,32 @@ def test_index_section_errors_name_the_field(root: Path, index: str, message: st
     assert "ghp_abc" not in str(info.value)
 
 
+def _pod_env(root: Path) -> dict[str, Any]:
+    from render import jobset
+    from render.experiment import Workspace
+    from render.runspec import RunSpec
+
+    shutil.copytree(REPO / "experiments", root / "experiments", dirs_exist_ok=True)
+    exp, _ = Workspace(root).load(root / "experiments/demo/tiny-llama/sft_lora_v1.yaml")
+    assert exp is not None
+    doc = jobset.build(RunSpec(exp, "1" * 40), "none")
+    pod = doc["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod["containers"][0]["env"]}
+
+
+def test_pods_get_the_index_remote_and_the_token_only_by_reference(root: Path) -> None:
+    env = _pod_env(root)
+    assert env["FTOPS_INDEX_REMOTE"] == load_profile(root).index_remote
+    assert env["FTOPS_INDEX_TOKEN"] == {"secretKeyRef": {
+        "name": "ftops-index-token", "key": "token", "optional": True}}
+    assert env["FTOPS_RESTART_ATTEMPT"] == {"fieldRef": {
+        "fieldPath": "metadata.labels['jobset.sigs.k8s.io/restart-attempt']"}}
+
+
 def test_without_an_index_section_pods_get_no_index_environment(root: Path) -> None:
     path = root / PROFILE_PATH
     text = path.read_text()
     path.write_text(text[:text.index("index:\n")] + text[text.index("queues:"):])
     p = load_profile(root)
     assert (p.index_remote, p.index_token_secret) == ("", "")
+    assert not {k for k in _pod_env(root) if k.startswith("FTOPS_INDEX")}

@@ -207,6 +207,13 @@ def test_profile_agrees_with_kueue_and_storage_components() -> None:
     assert set(names) == set(profile.gpu_types)
     for name, gpu in profile.gpu_types.items():
         assert names[name].get("spec", {}).get("nodeLabels", {}) == gpu.node_labels
+        # Kueue gives a GPU flavor only to pods that tolerate its nodes' taint (and a
+        # flavor toleration would make it ignore that): CPU runs get the cpu flavor
+        spec = names[name].get("spec", {})
+        assert "tolerations" not in spec
+        assert spec.get("nodeTaints", []) == ([{"key": "nvidia.com/gpu", "value": "present",
+                                                "effect": "NoSchedule"}]
+                                              if gpu.gpus_per_node else [])
     queues = list(yaml.safe_load_all(
         (REPO / "k8s-base/components/kueue/local-queues.yaml").read_text()))
     assert {q["metadata"]["name"] for q in queues} == set(profile.queues)

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
             build.ensure_built(["node", "coredns"])
             img = image.ensure_train_image()
-            print(f"training image {img.digest} ({img.size_bytes / 2**30:.2f} GiB) in "
-                  f"{img.layout} ({time.monotonic() - t:.0f}s in all)")
+            print(f"training image {img.name} {img.digest} ({img.size_bytes / 2**30:.2f} GiB) "
+                  f"({time.monotonic() - t:.0f}s in all)")
         return 0
     if args.cmd == "down":
         from devcluster import node

@@ -12,8 +12,10 @@ the state file):
 - containerd (Debian's, started as a plain process: there is no systemd) with its state
   under ``/run/ftops-node`` and its image store in ``~/.cache/ftops/node`` (images survive
   sessions), ``restrict_oom_score_adj`` (processes here lack CAP_SYS_RESOURCE), the pause
-  image built from Kubernetes' pause.c, and a hosts directory for the plain-HTTP registry
-  that serves the training image (``devcluster.registry``);
+  image built from Kubernetes' pause.c, and the training image: its layers preloaded
+  from buildah's storage as hard links (no second ~7 GB copy), its manifest and config
+  pulled by the kubelet, by digest, from a plain-HTTP registry (``devcluster.registry``,
+  named ``registry.ftops.test`` in containerd's hosts directory);
 - kubelet (cgroup v1: ``failCgroupV1: false``; cgroupfs driver under the cgroup root
   ``/ftops-node``), registered as ``cpu-node-0`` with its own ``system:node`` identity, the
   ``NodeRestriction`` admission plugin and webhook authn/authz of its API;
@@ -45,7 +47,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from devcluster import build, image, manifests, pki, registry
+from devcluster import build, image, manifests, pki, registry, versions
 from devcluster.cluster import ClusterError, DevCluster, Proc, _child_env, _terminate, free_port
 
 NODE_NAME = pki.NODE_NAME
@@ -303,7 +305,7 @@ class RealNode:
         bindir = build.ensure_built(["node", "coredns"], log=self.log)
         self._time("build node binaries (cached)", t)
         t = time.monotonic()
-        pause_c = manifests.module_dir("k8s.io/kubernetes", build.versions.KUBERNETES) / \
+        pause_c = manifests.module_dir("k8s.io/kubernetes", versions.KUBERNETES) / \
             "build/pause/linux/pause.c"
         pause_tar = image.build_pause_image(pause_c, cache_dir() / "pause-3.10-ftops.tar",
                                             log=self.log)
@@ -322,7 +324,7 @@ class RealNode:
         self._time("containerd", t)
 
         t = time.monotonic()
-        self._coredns(bindir / f"coredns-{build.versions.COREDNS}")
+        self._coredns(bindir / f"coredns-{versions.COREDNS}")
         self._time("coredns", t)
 
         t = time.monotonic()
@@ -632,8 +634,8 @@ def teardown(state: NodeState, log: TextIO = sys.stderr, procs: list[Proc] | Non
                 with contextlib.suppress(OSError):
                     root.rmdir()
     # directories
-    for d in state.created_dirs:
-        shutil.rmtree(d, ignore_errors=True)
+    for created in state.created_dirs:
+        shutil.rmtree(created, ignore_errors=True)
     shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(STATE_DIR / "containerd", ignore_errors=True)
     with contextlib.suppress(OSError):

@@ -134,6 +134,7 @@ class Loop:
         git(self.repo, "pull", "-q", "--ff-only", "origin", "main")
         before = git(self.repo, "rev-parse", "HEAD").strip()
         git(self.repo, "checkout", "-q", "-b", f"propose/{name}")
+        (self.repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (self.repo / rel).write_text(text)
         git(self.repo, "add", rel)
         git(self.repo, "commit", "-qm", f"Propose {name}")
@@ -199,7 +200,9 @@ class Loop:
         from kubernetes import client
 
         v1 = client.CoreV1Api(self.cluster.api_client())
-        return v1.list_namespaced_pod(NS, label_selector=f"ftops.dev/run-id={run_id}").items
+        pods: list[Any] = v1.list_namespaced_pod(
+            NS, label_selector=f"ftops.dev/run-id={run_id}").items
+        return pods
 
     def describe(self, run_id: str) -> str:
         """Everything that helps when a wait times out."""
@@ -214,7 +217,8 @@ class Loop:
                           for c in st.container_statuses or []]
                 lines.append(f"pod {pod.metadata.name}: {st.phase} {states}")
                 try:
-                    log = v1.read_namespaced_pod_log(pod.metadata.name, NS, tail_lines=25)
+                    log = v1.read_namespaced_pod_log(pod.metadata.name, NS, tail_lines=25,
+                                                     _preload_content=False).data.decode()
                     lines.append(log)
                 except Exception as exc:  # noqa: BLE001
                     lines.append(f"(no log: {exc})")

@@ -1,10 +1,12 @@
 """A read-only OCI distribution registry over an OCI image layout, for the real node.
 
-containerd pulls the training image from it exactly as a node pulls from Artifact
-Registry: ``registry.ftops.test/ftops/llamafactory@sha256:<digest>``, manifest first, then
-the layers it does not have yet. Only what a pull needs is served (``GET``/``HEAD`` of ``/v2/``,
-manifests by tag or digest, blobs); everything else is 404 or 405. Plain HTTP on
-127.0.0.1; containerd is told so through its hosts directory (``hosts.toml``).
+containerd pulls the training image from it as a node pulls from Artifact Registry:
+``registry.ftops.test/ftops/llamafactory@sha256:<digest>``, the manifest first, then the
+config and whatever layers it does not have yet (the real node preloads them, so the
+layout holds the manifest and config: ``image.write_manifest_layout``; a blob it lacks
+is a 404 and fails the pull). Only what a pull needs is served (``GET``/``HEAD`` of
+``/v2/``, manifests by tag or digest, blobs); everything else is 404 or 405. Plain HTTP
+on 127.0.0.1; containerd is told so through its hosts directory (``hosts.toml``).
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ def _pod_output(cluster: Any, name: str, timeout: float = 240) -> str:
     wait_for(f"pod {name} to finish", done, timeout=timeout, interval=1,
              describe=lambda: str(v1.read_namespaced_pod(name, NS).status))
     pod = v1.read_namespaced_pod(name, NS)
-    log = v1.read_namespaced_pod_log(name, NS)
+    # raw bytes: the client would parse a log line that looks like JSON into a dict
+    log = v1.read_namespaced_pod_log(name, NS, _preload_content=False).data.decode()
     assert pod.status.phase == "Succeeded", log
     return str(log)
 
@@ -167,6 +168,8 @@ def test_merge_launches_two_pods_that_train_over_gloo_and_publish_the_index_entr
 
     wait_for("both pods Running", both_running, timeout=300, describe=lambda: loop.describe(
         run_id))
+    # Kueue gave the CPU flavor (not a GPU one): the pods are on the real node
+    assert {p.spec.node_name for p in loop.pods(run_id)} == {NODE_NAME}
     entry = loop.wait_entry(name, run_id, {"succeeded", "failed"}, timeout=900)
     assert entry["status"] == "succeeded", entry.get("message")
     row = wait_for("ftops status: succeeded", lambda: (r := loop.status(run_id)) and
@@ -188,8 +191,11 @@ def test_merge_launches_two_pods_that_train_over_gloo_and_publish_the_index_entr
     node1 = (run_dir / "logs" / "node-1.log").read_text()
     assert "world size: 2" in node1, node1[-3000:]
     # the model README on the remote lists the run with its loss curve
-    readme = loop.remote_text(f"outputs-index/{realloop.DATASET}/{realloop.MODEL}/README.md")
-    assert readme is not None and run_id in readme and "<svg" in readme
+    folder = f"outputs-index/{realloop.DATASET}/{realloop.MODEL}"
+    readme = loop.remote_text(f"{folder}/README.md")
+    svg = f"{name}__{run_id}.svg"
+    assert readme is not None and run_id in readme and f"]({svg})" in readme, readme
+    assert "<svg" in (loop.remote_text(f"{folder}/{svg}") or "")
     # the pod published itself (from the pods' network) with the token
     pod_pushes = [r for r in loop.git_server.pushes() if r.client.startswith("10.88.0.")]
     assert pod_pushes and all(r.authorized and r.status == 200 for r in pod_pushes)
