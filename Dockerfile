@@ -6,11 +6,14 @@
 #
 # BASE_IMAGE must have `python` (3.11+) on PATH with LLaMA-Factory 0.9.5 and its training
 # stack (torch, transformers, peft, ...) installed, and `git` (the post-run hook publishes
-# the run's record with it). The default is LLaMA-Factory's own CUDA image. It is named by
-# tag: pin it by digest (`docker buildx imagetools inspect docker.io/hiyouga/llamafactory:0.9.5`
-# prints the digest; write `...:0.9.5@sha256:<digest>` here) so a re-pushed tag cannot
-# change what we build on. The image workflow (.github/workflows/image.yml) builds and
-# pushes this file and proposes the pushed digest for k8s-base/cluster-profile.yaml.
+# the run's record with it). The default is LLaMA-Factory's own CUDA image, named by tag:
+# its digest could not be read from the machine this was written on (no access to Docker
+# Hub), and a digest nobody has checked is worse than none. The image workflow
+# (.github/workflows/image.yml) resolves the tag to its digest once per build, builds on
+# that digest and names it in the image's labels and in its pull request; pin it here
+# (`docker buildx imagetools inspect docker.io/hiyouga/llamafactory:0.9.5` prints it;
+# write `...:0.9.5@sha256:<digest>`) and the workflow uses it as is. The workflow pushes
+# the image and proposes the pushed digest for k8s-base/cluster-profile.yaml.
 # The tests build it without Docker, with buildah, on a CPU stand-in for that base made
 # from Debian packages and PyPI (tests/devcluster/cpu-base.Containerfile).
 ARG BASE_IMAGE=docker.io/hiyouga/llamafactory:0.9.5

@@ -533,3 +533,62 @@ def test_cli_pr_number_from_flag_or_event(
     args = _cli(["pr-comment", "--file", str(actions_env / "plan.md"), "--pr", str(PR)])
     assert args.func(args) == 0
     assert len(_plans(fake_github)) == 1
+
+
+# ---------------------------------------------------------------------------------------
+# The image workflow's base image: scripts/base_image.sh
+# ---------------------------------------------------------------------------------------
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def _base_image(tmp_path: Path, dockerfile_base: str, docker_out: str | None
+                ) -> subprocess.CompletedProcess[str]:
+    """scripts/base_image.sh in a copy of the repository's files it reads. Docker Hub is
+    out of reach here, so `docker` is a stand-in script printing what `docker buildx
+    imagetools inspect` prints (its documented text output), or absent (None)."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "base_image.sh", tmp_path / "scripts")
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    text = re.sub(r"^ARG BASE_IMAGE=.*$", f"ARG BASE_IMAGE={dockerfile_base}", text, flags=re.M)
+    (tmp_path / "Dockerfile").write_text(text, encoding="utf-8")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sed", "awk", "dirname", "cat"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    if docker_out is not None:
+        (bin_dir / "docker").write_text(f"#!/bin/sh\ncat <<'OUT'\n{docker_out}\nOUT\n")
+        (bin_dir / "docker").chmod(0o755)
+    env = {"PATH": str(bin_dir), "GITHUB_OUTPUT": str(tmp_path / "out.txt")}
+    return subprocess.run([shutil.which("bash") or "/bin/bash",
+                           str(tmp_path / "scripts" / "base_image.sh")],
+                          capture_output=True, text=True, env=env)
+
+
+def test_base_image_pinned_in_the_dockerfile_is_used_as_is(tmp_path: Path) -> None:
+    pinned = f"docker.io/hiyouga/llamafactory:0.9.5@{DIGEST}"
+    proc = _base_image(tmp_path, pinned, None)  # no docker: nothing to look up
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == pinned
+    assert (tmp_path / "out.txt").read_text() == f"image={pinned}\n"
+
+
+def test_base_image_tag_is_resolved_to_one_digest(tmp_path: Path) -> None:
+    listing = (f"Name:      docker.io/hiyouga/llamafactory:0.9.5\n"
+               f"MediaType: application/vnd.oci.image.index.v1+json\nDigest:    {DIGEST}\n\n"
+               f"Manifests:\n  Name:      docker.io/hiyouga/llamafactory:0.9.5@sha256:"
+               f"{'cd' * 32}\n  MediaType: application/vnd.oci.image.manifest.v1+json\n"
+               "  Platform:  linux/amd64\n")
+    proc = _base_image(tmp_path, "docker.io/hiyouga/llamafactory:0.9.5", listing)
+    assert proc.returncode == 0, proc.stderr
+    want = f"docker.io/hiyouga/llamafactory:0.9.5@{DIGEST}"
+    assert proc.stdout.strip() == want
+    assert (tmp_path / "out.txt").read_text() == f"image={want}\n"
+
+
+def test_base_image_that_cannot_be_resolved_fails_the_build(tmp_path: Path) -> None:
+    proc = _base_image(tmp_path, "docker.io/hiyouga/llamafactory:0.9.5",
+                       "ERROR: docker.io/hiyouga/llamafactory:0.9.5: not found")
+    assert proc.returncode == 1
+    assert "could not resolve the digest of docker.io/hiyouga/llamafactory:0.9.5" in proc.stderr
+    assert not (tmp_path / "out.txt").exists()

@@ -281,8 +281,35 @@ def ensure_train_image(log: TextIO | None = None, root: Path = REPO_ROOT) -> Tra
             _bud(root / "Dockerfile", name, {"BASE_IMAGE": base}, log, context=root)
             _record_timing("train (root Dockerfile)", time.monotonic() - t)
             _remove_other_tags("localhost/ftops-train:", name)
+            prune_stale_layers(log)
         digest, size = _manifest(name)
         return TrainImage(name, key, digest, size)
+
+
+def prune_stale_layers(log: TextIO | None = None) -> list[str]:
+    """Remove the untagged images (``--layers`` build steps) whose layers no tagged image
+    uses any more: the steps of earlier builds, e.g. a previous cpu-base's ~7 GB layer.
+    The current builds' steps stay (the next build reuses them). Returns the images
+    removed."""
+    storage = cache_root() / "storage"
+    try:
+        images = json.loads((storage / "overlay-images" / "images.json").read_text())
+        layers = json.loads((storage / "overlay-layers" / "layers.json").read_text())
+    except (OSError, ValueError):
+        return []
+    parent = {str(layer["id"]): str(layer.get("parent") or "") for layer in layers}
+    used: set[str] = set()
+    for img in images:
+        if img.get("names"):
+            top = str(img.get("layer") or "")
+            while top and top not in used:
+                used.add(top)
+                top = parent.get(top, "")
+    stale = [str(img["id"]) for img in images
+             if not img.get("names") and str(img.get("layer") or "") not in used]
+    for image_id in stale:
+        buildah("rmi", image_id, check=False, log=log)
+    return stale
 
 
 def _storage_image(name: str) -> tuple[str, str]:

@@ -232,37 +232,11 @@ class RealNode:
     # -------------------------------------------------------------- lock
 
     def _acquire_lock(self) -> None:
-        LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.lock_timeout
-        told = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    holder = Path(LOCK_FILE).read_text().strip() or "?"
-                    raise NodeError(
-                        f"another session has held the real node for over "
-                        f"{self.lock_timeout:.0f}s ({LOCK_FILE}: pid {holder}); one real "
-                        "node runs per machine at a time") from None
-                if not told:
-                    print(f"[node] waiting for {LOCK_FILE} (another session's real node)",
-                          file=self.log, flush=True)
-                    told = True
-                time.sleep(2)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_fd = fd
+        self._lock_fd = acquire_lock(self.lock_timeout, self.log)
 
     def _release_lock(self) -> None:
         if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._lock_fd, 0)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            release_lock(self._lock_fd)
             self._lock_fd = None
 
     # -------------------------------------------------------------- up
@@ -275,10 +249,7 @@ class RealNode:
                             + ". `bash scripts/setup.sh --dev` (as root) installs the packages")
         self._acquire_lock()
         try:
-            leftover = NodeState.load()
-            if leftover is not None:
-                print("[node] cleaning up after an earlier session", file=self.log, flush=True)
-                teardown(leftover, log=self.log)
+            clean_up_after_crash(self.log)
             self._up()
         except BaseException:
             self.down()
@@ -355,13 +326,7 @@ class RealNode:
         assert self.state is not None
         self.state.bridge = True
         self.state.save()
-        prefix = ipaddress.ip_network(SUBNET).prefixlen
-        _run("ip", "link", "add", BRIDGE, "type", "bridge")
-        _run("ip", "addr", "add", f"{GATEWAY}/{prefix}", "dev", BRIDGE)
-        _run("ip", "link", "set", BRIDGE, "up")
-        # pod -> ClusterIP -> pod on the same bridge needs the bridge's traffic to pass
-        # iptables (kube-proxy's DNAT); the bridge plugin enables forwarding itself
-        _write_sysctl("net/bridge/bridge-nf-call-iptables", "1")
+        create_bridge(self.log)
 
     def _cgroups(self) -> None:
         assert self.state is not None
@@ -588,6 +553,53 @@ class RealNode:
             print(f"[node] could not delete the node's pods: {exc}", file=self.log)
 
 
+def acquire_lock(timeout: float, log: TextIO = sys.stderr) -> int:
+    """The machine's real-node lock (one node per machine), waiting up to `timeout`
+    seconds for another session's; returns the locked file descriptor."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                holder = Path(LOCK_FILE).read_text().strip() or "?"
+                raise NodeError(
+                    f"another session has held the real node for over {timeout:.0f}s "
+                    f"({LOCK_FILE}: pid {holder}); one real node runs per machine at a "
+                    "time") from None
+            if not told:
+                print(f"[node] waiting for {LOCK_FILE} (another session's real node)",
+                      file=log, flush=True)
+                told = True
+            time.sleep(2)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def release_lock(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def clean_up_after_crash(log: TextIO = sys.stderr) -> bool:
+    """Undo what a killed session's node left (its state file says what), as `up` does
+    first; hold the lock. False when there was nothing to undo."""
+    leftover = NodeState.load()
+    if leftover is None:
+        return False
+    print("[node] cleaning up after an earlier session", file=log, flush=True)
+    teardown(leftover, log=log)
+    return True
+
+
 def teardown(state: NodeState, log: TextIO = sys.stderr, procs: list[Proc] | None = None
              ) -> None:
     """Undo everything `up` did, as recorded in ``state``; idempotent."""
@@ -616,7 +628,7 @@ def teardown(state: NodeState, log: TextIO = sys.stderr, procs: list[Proc] | Non
             subprocess.run(["umount", "-l", point], capture_output=True)
     # network
     if state.bridge:
-        subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+        _delete_bridge()
     for exe, before in state.chains.items():
         _remove_new_chains(exe, before)
     for name, value in state.sysctls.items():
@@ -643,6 +655,32 @@ def teardown(state: NodeState, log: TextIO = sys.stderr, procs: list[Proc] | Non
     with contextlib.suppress(OSError):
         STATE_DIR.rmdir()
     print("[node] torn down", file=log, flush=True)
+
+
+def create_bridge(log: TextIO = sys.stderr) -> None:
+    """The pods' bridge with the gateway address; a stale one of the same name (a
+    session that crashed before it recorded its state) is ours by name: replaced."""
+    if Path("/sys/class/net", BRIDGE).exists():
+        print(f"[node] removing a stale bridge {BRIDGE}", file=log, flush=True)
+        _delete_bridge()
+    prefix = ipaddress.ip_network(SUBNET).prefixlen
+    _run("ip", "link", "add", BRIDGE, "type", "bridge")
+    _run("ip", "addr", "add", f"{GATEWAY}/{prefix}", "dev", BRIDGE)
+    _run("ip", "link", "set", BRIDGE, "up")
+    # pod -> ClusterIP -> pod on the same bridge needs the bridge's traffic to pass
+    # iptables (kube-proxy's DNAT); the bridge plugin enables forwarding itself
+    _write_sysctl("net/bridge/bridge-nf-call-iptables", "1")
+
+
+def _delete_bridge() -> None:
+    """The pods' bridge and the host ends of veths still attached to it (a pod whose
+    sandbox was never torn down leaves one)."""
+    listed = subprocess.run(["ip", "-o", "link", "show", "master", BRIDGE],
+                            capture_output=True, text=True).stdout
+    for line in listed.splitlines():
+        name = line.split(":", 2)[1].strip().split("@", 1)[0]
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
 
 
 def _snapshot_dir(mounts: list[dict[str, Any]]) -> str:

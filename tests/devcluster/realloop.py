@@ -65,7 +65,7 @@ def experiment_yaml(*, nodes: int = 2, max_restarts: int = 0, epochs: float = 2.
         "metadata": {"owner": "ci", "description": "Two CPU pods train the tiny Llama over "
                      "gloo on the real node.", "tags": ["test", "cpu"]},
         "launch": {"nodes": nodes, "gpus_per_node": 0, "gpu_type": "cpu", "storage": "pvc",
-                   "max_restarts": max_restarts, "time_limit": "30m"},
+                   "max_restarts": max_restarts, "time_limit": "15m"},
         "train": {
             "model_name_or_path": f"{POD_STORAGE}/assets/{MODEL}",
             "stage": "sft", "do_train": True, "finetuning_type": "lora", "lora_rank": 8,
