@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 
 class FatalError(RuntimeError):
-    """A problem the user can fix; the CLI prints it without a traceback and exits 1."""
+    """A problem the user can fix; the CLI prints it without a traceback and exits 1.
+
+    `details` are lines printed before the message (e.g. each lint finding)."""
+
+    def __init__(self, message: str, details: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass(frozen=True, order=True)

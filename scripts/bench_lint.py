@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import make_tree, peak_rss_mib  # noqa: E402
 
-from render.experiment import Workspace  # noqa: E402
-from render.lint import lint  # noqa: E402
+from render.propose.experiment import Workspace  # noqa: E402
+from render.propose.lint import lint  # noqa: E402
 
 
 def main() -> int:

@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from render import github
 from render.errors import FatalError
-from render.plan import MARKER
+from render.manifests import comment as github
+from render.manifests.plan import MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -273,17 +273,9 @@ def test_zizmor_flags_a_bad_workflow(bad_workflow: Path) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from render import changes
     from render.cli import build_parser
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    # until render/commands.py registers them
-    if "changes" not in sub.choices:
-        changes.register(sub)
-    if "pr-comment" not in sub.choices:
-        github.register(sub)
-    return parser
+    return build_parser()
 
 
 def _ftops_invocations() -> Iterator[tuple[str, list[str]]]:
@@ -468,11 +460,7 @@ def test_bad_token_is_an_error_that_does_not_show_it(fake_github: FakeGitHub) ->
 
 
 def _cli(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ftops")
-    parser.add_argument("--repo", default=".")
-    sub = parser.add_subparsers(dest="command", required=True)
-    github.register(sub)
-    return parser.parse_args(argv)
+    return _parser().parse_args(argv)
 
 
 @pytest.fixture()

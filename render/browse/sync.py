@@ -1,0 +1,138 @@
+"""Keeping the generated files of `outputs-index/` in step with its entries.
+
+`write_readme(root)` (`ftops index readme`) regenerates every generated file from the
+entry files and removes generated files that no entry produces any more (entry JSON
+files are never touched); `stale_files(root)` (`ftops index check`) says which would
+change. Entries are read one dataset at a time, so memory stays bounded by the largest
+dataset, and a file is rewritten only when its bytes change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from render.browse.readme import README_NAME, DatasetSummary, Renderer, render_top
+from render.browse.svg import SVG_SUFFIX
+from render.fsutil import atomic_write, create_new
+from render.record.index import load_by_dataset
+
+
+def write_readme(root: Path) -> Path:
+    """Regenerate every generated file under `root` from the entry files: the map
+    (README.md), one README per dataset/model and one SVG loss curve per run with
+    loss points; remove generated files that no entry produces any more (entry JSON
+    files are never touched). Returns the path of the top README.
+
+    Entries are read one dataset at a time, so memory stays bounded by the largest
+    dataset, and a file is rewritten only when its bytes change."""
+    _sync_generated(root, write=True)
+    return root / README_NAME
+
+
+def check_readme(root: Path) -> bool:
+    """True when every generated file under `root` is exactly what `write_readme`
+    would write, and there is no generated file that no entry produces."""
+    return not stale_files(root)
+
+
+def stale_files(root: Path) -> list[str]:
+    """Generated paths (relative to `root`) that `write_readme` would write, rewrite
+    or remove; empty when the generated files are current."""
+    return _sync_generated(root, write=False)
+
+
+def generated_files(root: Path) -> list[str]:
+    """Paths (relative to `root`) of the generated files present under `root`."""
+    return sorted(_scan_generated(root))
+
+
+def _scan_generated(root: Path) -> dict[str, bool]:
+    """Generated-namespace paths present under `root` -> whether each is a plain file
+    (a symlink or anything else is replaced or removed, never read or followed)."""
+    found: dict[str, bool] = {}
+    if not root.is_dir():
+        return found
+    base = str(root)
+    with os.scandir(base) as top:
+        for d in top:
+            if d.name == README_NAME:
+                found[README_NAME] = d.is_file(follow_symlinks=False)
+            if d.name.startswith(".") or not d.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(d.path) as models:
+                for m in models:
+                    if m.name.startswith(".") or not m.is_dir(follow_symlinks=False):
+                        continue
+                    prefix = f"{d.name}/{m.name}/"
+                    with os.scandir(m.path) as it:
+                        for f in it:
+                            name = f.name
+                            if name == README_NAME or (
+                                name.endswith(SVG_SUFFIX) and not name.startswith(".")
+                            ):
+                                found[prefix + name] = f.is_file(follow_symlinks=False)
+    return found
+
+
+def _sync_generated(root: Path, *, write: bool) -> list[str]:
+    """Compare (and with `write`, make) the generated files under `root` with what
+    the entries produce; returns the paths that differ, are missing or are stale."""
+    on_disk = _scan_generated(root)
+    differ: list[str] = []
+    expected: set[str] = set()
+    renderer = Renderer()
+    summaries: list[DatasetSummary] = []
+    for dataset, runs in load_by_dataset(root):
+        files: dict[str, str] = {}
+        summaries.append(renderer.dataset(dataset, runs, files))
+        expected.update(files)
+        differ += _sync_files(root, files, on_disk, write=write)
+        del files, runs  # one dataset at a time: its records can go
+    top = {README_NAME: render_top(summaries)}
+    expected.add(README_NAME)
+    differ += _sync_files(root, top, on_disk, write=write)
+    stale = sorted(rel for rel in on_disk if rel not in expected)
+    differ += stale
+    if write:
+        for rel in stale:
+            path = root / rel
+            path.unlink(missing_ok=True)
+            for folder in (path.parent, path.parent.parent):
+                with contextlib.suppress(OSError):  # not empty: keep it
+                    folder.rmdir()
+    return sorted(differ)
+
+
+def _sync_files(
+    root: Path, files: dict[str, str], on_disk: dict[str, bool], *, write: bool
+) -> list[str]:
+    """The paths of `files` whose bytes under `root` differ (with `write`: rewritten).
+    `on_disk` is `_scan_generated(root)` from before (a path missing from it, or not
+    a plain file, is written without being read)."""
+    differ: list[str] = []
+    made: set[str] = set()
+    for rel, text in files.items():
+        data = text.encode("utf-8")
+        if on_disk.get(rel) and _read_bytes(root, rel) == data:
+            continue
+        differ.append(rel)
+        if write:
+            parent = rel.rpartition("/")[0]
+            if parent and parent not in made:
+                (root / parent).mkdir(parents=True, exist_ok=True)
+                made.add(parent)
+            if rel in on_disk:
+                atomic_write(root / rel, data)
+            else:
+                create_new(root / rel, data)
+    return differ
+
+
+def _read_bytes(root: Path, rel: str) -> bytes | None:
+    try:
+        with open(os.path.join(str(root), rel), "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None

@@ -1,0 +1,134 @@
+"""The deep check: LLaMA-Factory's own argument parser on our train dicts.
+
+`deep_check(trains)` runs `llamafactory.hparams.get_train_args` on a copy of each train
+dict in one child process (it imports torch, sets env vars, seeds RNGs and configures
+logging: none of that may leak into the caller) and returns, per dict, None or the
+parser's one-line error, with notes on what was changed first: on a machine without a
+GPU bf16/fp16 are turned off, and `deepspeed` is removed (it needs a distributed launch).
+`ftops lint --deep` and `ftops node-run` (before training, in the pod) use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from render.propose.lfschema import LF_MODE_ENV
+
+TIMEOUT_S = 180.0
+
+
+@dataclass
+class DeepCheckResult:
+    error: str | None  # None: LLaMA-Factory's parser accepted the config
+    notes: list[str] = field(default_factory=list)  # what was changed before parsing
+    seconds: float = 0.0
+
+
+# Runs in the child. Reads {"configs": [...]} on stdin, writes one JSON line per config.
+_CHILD = r"""
+import json, os, sys, tempfile, traceback
+req = json.load(sys.stdin)
+out = sys.stdout
+sys.stdout = sys.stderr  # the parser prints help on some errors: keep the protocol clean
+def one_line(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+try:
+    import torch
+    from llamafactory.hparams import get_train_args
+except BaseException as exc:
+    err = "cannot import llamafactory: " + one_line(exc)
+    for _ in req["configs"]:
+        out.write(json.dumps({"error": err, "notes": []}) + "\n")
+    sys.exit(0)
+try:
+    import deepspeed  # noqa: F401
+    has_deepspeed = True
+except BaseException:
+    has_deepspeed = False
+cuda = torch.cuda.is_available()
+for cfg in req["configs"]:
+    notes = []
+    try:
+        if not isinstance(cfg, dict):
+            raise TypeError(f"train must be a mapping, got {type(cfg).__name__}")
+        cfg = dict(cfg)
+        with tempfile.TemporaryDirectory(prefix="ftops-deepcheck-") as tmp:
+            cfg["output_dir"] = os.path.join(tmp, "out")
+            if not cuda:
+                for key in ("bf16", "fp16", "pure_bf16"):
+                    if cfg.get(key):
+                        cfg[key] = False
+                        notes.append(f"{key}: set to false for the check (no GPU here)")
+            if cfg.get("deepspeed") is not None:
+                if not has_deepspeed:
+                    notes.append("deepspeed: removed for the check (not installed here)")
+                else:
+                    notes.append("deepspeed: removed for the check (needs a distributed launch)")
+                cfg.pop("deepspeed")
+            get_train_args(cfg)
+        out.write(json.dumps({"error": None, "notes": notes}) + "\n")
+    except BaseException as exc:
+        out.write(json.dumps({"error": one_line(exc), "notes": notes}) + "\n")
+    out.flush()
+"""
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in LF_MODE_ENV}
+    for var in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(var, None)  # never look like a torchrun worker
+    env.update({
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",  # same answer on every machine: CPU only
+        "TOKENIZERS_PARALLELISM": "false",
+        "LLAMAFACTORY_VERBOSITY": "WARN",
+        "PYTHONWARNINGS": "ignore",
+    })
+    return env
+
+
+def deep_check(trains: Sequence[Any], *, python: str | None = None,
+               timeout: float = TIMEOUT_S) -> list[DeepCheckResult]:
+    """LLaMA-Factory's verdict on each train dict (in order), all in one child process
+    (the import costs most of the time). Never raises for bad input."""
+    if not trains:
+        return []
+    start = time.monotonic()
+    payload = json.dumps({"configs": list(trains)}, default=str)
+    with tempfile.TemporaryDirectory(prefix="ftops-deepcheck-cwd-") as cwd:
+        try:
+            proc = subprocess.run(
+                [python or sys.executable, "-c", _CHILD],
+                input=payload, capture_output=True, text=True, timeout=timeout,
+                env=_child_env(), cwd=cwd, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            err = f"deep check timed out after {timeout:.0f}s"
+            return [DeepCheckResult(err, seconds=time.monotonic() - start) for _ in trains]
+        except OSError as exc:
+            err = f"deep check could not start: {exc}"
+            return [DeepCheckResult(err, seconds=time.monotonic() - start) for _ in trains]
+    elapsed = time.monotonic() - start
+    results: list[DeepCheckResult] = []
+    for line in proc.stdout.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "error" in row:
+            results.append(DeepCheckResult(row["error"], list(row.get("notes") or []), elapsed))
+    if len(results) < len(trains):
+        tail = " ".join(proc.stderr.strip().splitlines()[-1:]) or f"exit code {proc.returncode}"
+        err = f"deep check crashed: {tail}"
+        missing = len(trains) - len(results)
+        results += [DeepCheckResult(err, seconds=elapsed) for _ in range(missing)]
+    return results[: len(trains)]

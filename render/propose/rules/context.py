@@ -1,0 +1,41 @@
+"""What rules may look at besides the experiment: the workspace and the index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from render.errors import FatalError
+from render.propose.experiment import Experiment, Workspace
+from render.record.index import INDEX_DIR, entries_by_experiment, read_entry
+from render.record.runrecord import RunRecord
+
+
+@dataclass
+class Context:
+    ws: Workspace
+    _runs: dict[str, list[RunRecord]] = field(default_factory=dict)
+    _listing: dict[tuple[str, str], dict[str, list[Path]]] = field(default_factory=dict)
+
+    def past_runs(self, exp: Experiment) -> list[RunRecord]:
+        """Runs recorded in outputs-index/ for this experiment (the folder is listed once,
+        entries are read on demand; an unreadable entry is `ftops index check`'s to
+        report)."""
+        if exp.path not in self._runs:
+            key = (exp.dataset, exp.model)
+            if key not in self._listing:
+                self._listing[key] = entries_by_experiment(self.ws.root / INDEX_DIR, *key)
+            runs = []
+            for entry in self._listing[key].get(exp.name, []):
+                try:
+                    runs.append(read_entry(entry))
+                except FatalError:
+                    continue
+            self._runs[exp.path] = runs
+        return self._runs[exp.path]
+
+    def config_hash_of(self, path: Path) -> str | None:
+        """Config hash of another experiment file, None when it cannot be loaded (both the
+        load and the hash are cached by the Workspace and the Experiment)."""
+        exp, findings = self.ws.load(path)
+        return exp.config_hash if exp is not None and not findings else None

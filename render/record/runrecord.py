@@ -1,0 +1,148 @@
+"""RunRecord: what happened to one run.
+
+The same JSON document is written as `run.json` beside the artifacts (the durable
+record), committed to `outputs-index/<dataset>/<model>/<experiment>__<run_id>.json`,
+and read back by `status`, `plan` and `index reconcile`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from render.record.identity import RunIdentity
+
+SCHEMA_VERSION = 1
+
+# At most this many [step, loss] pairs in `RunRecord.loss_points` (the hook downsamples).
+MAX_LOSS_POINTS = 64
+
+# Status values, in lifecycle order. "launched" is written by the launch workflow,
+# the others by the post-run hook or `cancel`.
+STATUSES = ("launched", "running", "succeeded", "failed", "cancelled")
+
+# The identity fields a record keeps (all of RunIdentity but the storage profile).
+_IDENTITY_FIELDS = ("run_id", "experiment", "experiment_path", "dataset", "model",
+                    "config_hash", "git_sha", "image", "owner", "nodes", "gpus_per_node",
+                    "gpu_type", "jobset", "artifacts_uri", "hyperparameters")
+
+
+def now() -> str:
+    """The current time as records write it: RFC 3339, UTC, whole seconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Metrics:
+    final_train_loss: float | None = None
+    best_train_loss: float | None = None
+    eval_loss: float | None = None
+    train_runtime_s: float | None = None
+    train_samples_per_second: float | None = None
+    train_steps_per_second: float | None = None
+    total_steps: int | None = None
+    epochs: float | None = None
+    total_flos: float | None = None
+
+
+@dataclass
+class RunRecord:
+    # identity
+    run_id: str
+    experiment: str  # experiment name, e.g. "sft_lora_lr1e-4_v1"
+    experiment_path: str  # e.g. "experiments/alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1.yaml"
+    dataset: str
+    model: str
+    # lineage
+    config_hash: str
+    git_sha: str
+    image: str = ""
+    owner: str = ""
+    # where and how
+    mode: str = "local"  # "local" or "cluster"
+    nodes: int = 1
+    gpus_per_node: int = 0
+    gpu_type: str = ""
+    jobset: str = ""
+    # outcome
+    status: str = "launched"
+    exit_code: int | None = None
+    started_at: str | None = None  # RFC 3339, UTC
+    finished_at: str | None = None
+    duration_s: float | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # key train args
+    resolved_config: dict[str, Any] = field(default_factory=dict)  # the full train config
+    # links
+    artifacts_uri: str = ""  # where the output dir lives (gs://..., file://...)
+    artifacts_url: str = ""  # a browsable link
+    loss_curve: str = ""  # URI of the loss-curve PNG
+    # [step, loss] pairs, at most MAX_LOSS_POINTS, evenly downsampled from the trainer
+    # log and rounded to 4 significant digits: the index draws its SVG sparkline from
+    # these. Empty for runs that logged no loss and for records written before it
+    # existed (omitted from the JSON when empty, so those entries stay byte-identical).
+    loss_points: list[list[float]] = field(default_factory=list)
+    tracker_url: str = ""
+    message: str = ""  # why it failed / was cancelled
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def index_key(self) -> str:
+        """Path of this run's entry relative to outputs-index/."""
+        return f"{self.dataset}/{self.model}/{self.experiment}__{self.run_id}.json"
+
+    def to_json(self) -> str:
+        """Indented JSON with sorted keys; `loss_points` on one line (64 pairs would
+        take 256 lines indented) and left out when empty."""
+        data = asdict(self)
+        points = data.pop("loss_points")
+        if not points:
+            return json.dumps(data, indent=2, sort_keys=True) + "\n"
+        data["loss_points"] = points
+        # the same bytes json.dumps(data, indent=2, sort_keys=True) gives, but for
+        # the one compact value (a string value never holds a raw newline)
+        parts = []
+        for key in sorted(data):
+            if key == "loss_points":
+                body = json.dumps(points)
+            else:
+                body = json.dumps(data[key], indent=2, sort_keys=True).replace("\n", "\n  ")
+            parts.append(f"  {json.dumps(key)}: {body}")
+        return "{\n" + ",\n".join(parts) + "\n}\n"
+
+    @classmethod
+    def of(cls, identity: RunIdentity, **outcome: Any) -> RunRecord:
+        """A record of the run `identity` names, with the given outcome fields (which may
+        also override an identity field, e.g. the artifacts URI as storage spells it)."""
+        ident = {name: getattr(identity, name) for name in _IDENTITY_FIELDS}
+        ident["hyperparameters"] = dict(identity.hyperparameters)
+        return cls(**{**ident, **outcome})
+
+    @classmethod
+    def launched(cls, identity: RunIdentity, *, started_at: str | None = None) -> RunRecord:
+        """The record the launch workflow writes when it creates the run's JobSet."""
+        return cls.of(identity, mode="cluster", status="launched",
+                      started_at=started_at or now())
+
+    @classmethod
+    def from_jobset(cls, jobset: dict[str, Any]) -> RunRecord:
+        """A record rebuilt from what a JobSet's labels and annotations say (for a run
+        the index does not hold yet)."""
+        return cls.of(RunIdentity.from_metadata(jobset.get("metadata") or {}), mode="cluster")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        metrics = values.pop("metrics", None) or {}
+        mknown = {f.name for f in fields(Metrics)}
+        values["metrics"] = Metrics(**{k: v for k, v in metrics.items() if k in mknown})
+        if values.get("loss_points", ()) is None:
+            values["loss_points"] = []
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunRecord:
+        return cls.from_dict(json.loads(text))
