@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 from operator import attrgetter
@@ -44,24 +44,35 @@ _HPARAM_ORDER: tuple[tuple[str, str], ...] = (
 _HPARAM_MAX = 6
 
 
+def generate(datasets: Iterable[tuple[str, list[RunRecord]]]) -> Iterator[dict[str, str]]:
+    """Every generated file, one batch ({path: text}) per dataset as `datasets` yields
+    them (in dataset order, each with all its runs), then the map README in a batch of
+    its own: `ftops index readme` streams this one dataset at a time. Raises FatalError
+    for a record whose dataset/model/experiment/run_id cannot name an entry (they name
+    the files)."""
+    renderer = Renderer()
+    summaries = []
+    for dataset, runs in datasets:
+        files: dict[str, str] = {}
+        summaries.append(renderer.dataset(dataset, runs, files))
+        yield files
+    yield {README_NAME: render_top(summaries)}
+
+
 def render_index(records: Iterable[RunRecord]) -> dict[str, str]:
     """Every generated file for these records, as {path relative to outputs-index/:
-    text}; deterministic for any input order. Raises FatalError for a record whose
-    dataset/model/experiment/run_id cannot name an entry (they name the files)."""
+    text}; deterministic for any input order (one record per run: the lifecycle
+    winner)."""
     runs = _unique(records)
-    renderer = Renderer()
     files: dict[str, str] = {}
-    summaries = [
-        renderer.dataset(dataset, list(group), files)
-        for dataset, group in groupby(runs, key=_dataset_of)
-    ]
-    return {README_NAME: render_top(summaries), **files}
+    for batch in generate((d, list(g)) for d, g in groupby(runs, key=_dataset_of)):
+        files.update(batch)
+    return files
 
 
 def render_readme(records: Iterable[RunRecord]) -> str:
-    """The top README (the map) for these records: deterministic for any input order."""
-    runs = _unique(records)
-    return render_top([summarize(d, list(g)) for d, g in groupby(runs, key=_dataset_of)])
+    """The top README (the map) for these records."""
+    return render_index(records)[README_NAME]
 
 
 def best_runs(records: Iterable[RunRecord]) -> dict[str, RunRecord]:

@@ -13,7 +13,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from render.browse.readme import README_NAME, DatasetSummary, Renderer, render_top
+from render.browse.readme import README_NAME, generate
 from render.browse.svg import SVG_SUFFIX
 from render.fsutil import atomic_write, create_new
 from render.record.index import load_by_dataset
@@ -82,17 +82,9 @@ def _sync_generated(root: Path, *, write: bool) -> list[str]:
     on_disk = _scan_generated(root)
     differ: list[str] = []
     expected: set[str] = set()
-    renderer = Renderer()
-    summaries: list[DatasetSummary] = []
-    for dataset, runs in load_by_dataset(root):
-        files: dict[str, str] = {}
-        summaries.append(renderer.dataset(dataset, runs, files))
-        expected.update(files)
-        differ += _sync_files(root, files, on_disk, write=write)
-        del files, runs  # one dataset at a time: its records can go
-    top = {README_NAME: render_top(summaries)}
-    expected.add(README_NAME)
-    differ += _sync_files(root, top, on_disk, write=write)
+    for batch in generate(load_by_dataset(root)):  # one dataset at a time
+        expected.update(batch)
+        differ += _sync_files(root, batch, on_disk, write=write)
     stale = sorted(rel for rel in on_disk if rel not in expected)
     differ += stale
     if write:
