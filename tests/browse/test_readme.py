@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from run_records import make_record
 
 from render.browse.readme import README_HEADER, best_runs, render_index, render_readme
 from render.browse.svg import render_loss_svg
@@ -22,19 +25,7 @@ CELLS = 10  # columns of a model README's run table
 
 
 def rec(run_id: str = "r1", **kw: Any) -> RunRecord:
-    base: dict[str, Any] = {
-        "run_id": run_id,
-        "experiment": "sft_lora_lr1e-4_v1",
-        "experiment_path": "experiments/alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1.yaml",
-        "dataset": "alpaca",
-        "model": "llama-3.1-8b",
-        "config_hash": "sha256:abc",
-        "git_sha": "0" * 40,
-        "owner": "jk",
-        "status": "succeeded",
-    }
-    base.update(kw)
-    return RunRecord(**base)
+    return make_record(run_id, **kw)
 
 
 def table_rows(readme: str) -> list[str]:
@@ -495,3 +486,9 @@ def test_names_that_cannot_be_files_are_refused(field: str) -> None:
         render_index([rec(**{field: "../x"}, loss_points=CURVE)])
 
 
+@settings(max_examples=200, deadline=None)
+@given(owner=st.text(max_size=300), msg=st.text(max_size=50))
+def test_any_owner_keeps_the_row_shape(owner: str, msg: str) -> None:
+    rows = table_rows(model_readme([rec(owner=owner, hyperparameters={msg or "k": msg})]))
+    assert len(rows) == 1
+    assert cell_count(rows[0]) == CELLS

@@ -3,49 +3,22 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from run_records import make_record
 
-from render.browse.readme import render_index
 from render.errors import FatalError
 from render.record.index import load_index, merge_records, write_entry
 from render.record.runrecord import MAX_LOSS_POINTS, Metrics, RunRecord
 
-MODEL_README = "alpaca/llama-3.1-8b/README.md"
-CELLS = 10  # columns of a model README's run table
-
 
 def rec(run_id: str = "r1", **kw: Any) -> RunRecord:
-    base: dict[str, Any] = {
-        "run_id": run_id,
-        "experiment": "sft_lora_lr1e-4_v1",
-        "experiment_path": "experiments/alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1.yaml",
-        "dataset": "alpaca",
-        "model": "llama-3.1-8b",
-        "config_hash": "sha256:abc",
-        "git_sha": "0" * 40,
-        "owner": "jk",
-        "status": "succeeded",
-    }
-    base.update(kw)
-    return RunRecord(**base)
+    return make_record(run_id, **kw)
 
 
-def table_rows(readme: str) -> list[str]:
-    """Rows of a model README's run table."""
-    return [ln for ln in readme.splitlines() if ln.startswith("| [") or ln.startswith("| sft")]
 
-
-def model_readme(runs: list[RunRecord], key: str = MODEL_README) -> str:
-    return render_index(runs)[key]
-
-
-def cell_count(row: str) -> int:
-    """Cells in a GFM table row: split on pipes not escaped by a backslash."""
-    return len(re.split(r"(?<!\\)\|", row)) - 2
 
 
 # ------------------------------------------------------------------- entries
@@ -195,18 +168,3 @@ def test_load_index_rejects_bad_loss_points(tmp_path: Path, points: Any) -> None
     bad.write_text(json.dumps({**json.loads(rec("r2").to_json()), "loss_points": points}))
     with pytest.raises(FatalError, match="loss_points"):
         load_index(tmp_path)
-
-
-try:  # property test when hypothesis is installed (it is a dev dependency)
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    @settings(max_examples=200, deadline=None)
-    @given(owner=st.text(max_size=300), msg=st.text(max_size=50))
-    def test_any_owner_keeps_the_row_shape(owner: str, msg: str) -> None:
-        rows = table_rows(model_readme([rec(owner=owner, hyperparameters={msg or "k": msg})]))
-        assert len(rows) == 1
-        assert cell_count(rows[0]) == CELLS
-
-except ImportError:  # pragma: no cover
-    pass

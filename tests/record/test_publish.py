@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from run_records import make_record
 
 from render.browse.readme import render_index, render_readme
 from render.errors import FatalError
@@ -77,20 +78,9 @@ def entries(bare: Path) -> list[str]:
 
 
 def rec(run_id: str = "r1", **kw: Any) -> RunRecord:
-    base: dict[str, Any] = {
-        "run_id": run_id,
-        "experiment": "sft",
-        "experiment_path": "experiments/alpaca/llama-3.1-8b/sft.yaml",
-        "dataset": "alpaca",
-        "model": "llama-3.1-8b",
-        "config_hash": "sha256:abc",
-        "git_sha": "0" * 40,
-        "owner": "jk",
-        "status": "succeeded",
-        "metrics": Metrics(final_train_loss=1.0, eval_loss=1.1),
-    }
-    base.update(kw)
-    return RunRecord(**base)
+    kw.setdefault("metrics", Metrics(final_train_loss=1.0, eval_loss=1.1))
+    kw.setdefault("experiment", "sft")
+    return make_record(run_id, **kw)
 
 
 def test_publish_one_record(remote: Path, tmp_path: Path) -> None:
