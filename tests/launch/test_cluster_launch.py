@@ -118,7 +118,7 @@ def test_queued_run_shows_kueue_reason_and_cancel_records_it(
         queued = [r for r in rows if r.state == "queued" and r.reason]
         return rows if queued and states[0] in ("admitted", "running", "succeeded") else None
 
-    rows = wait_for("one run admitted, one queued", one_queued, timeout=60)
+    rows = wait_for("one run admitted, one queued", one_queued, timeout=180)
     queued = next(r for r in rows if r.state == "queued")
     assert "insufficient" in queued.reason and "nvidia.com/gpu" in queued.reason
     assert queued.position == 1
