@@ -27,7 +27,7 @@ DEFAULT_BRANCH = "main"
 @dataclass(frozen=True)
 class Delivery:
     delivered: tuple[str, ...]  # run ids whose entries changed (or were landed)
-    ok: bool  # False: the index was not reached; the records stay in storage
+    ok: bool  # False: an index was named but not reached; the records stay in storage
     message: str
 
 
@@ -82,5 +82,6 @@ class IndexDestination:
 
             write_readme(self.root)
             return Delivery(changed, True, f"recorded in {self.root}")
-        return Delivery((), False, "no index configured"
+        # nowhere to go is no failure: the record waits in storage for reconcile
+        return Delivery((), True, "no index configured"
                         + (f"; the record is kept at {kept_at}" if kept_at else ""))
