@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from render.propose.lfschema import LF_MODE_ENV
-
 TIMEOUT_S = 180.0
+# Environment variables that change which dataclasses LLaMA-Factory parses or how.
+LF_MODE_ENV = ("USE_MCA", "ALLOW_EXTRA_ARGS", "USE_RAY", "USE_KT", "USE_V1")
 
 
 @dataclass

@@ -22,6 +22,7 @@ import typing
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from render.propose.deepcheck import LF_MODE_ENV
 from render.propose.schema import LF_SCHEMA, LLAMAFACTORY_VERSION, SCHEMA_DIR
 
 SCHEMA_PATH = SCHEMA_DIR / LF_SCHEMA
@@ -30,9 +31,6 @@ HELP_MAX_CHARS = 300
 # JSON Schema type names in the order they are listed ("null" always last).
 _TYPE_ORDER = ("array", "boolean", "integer", "number", "object", "string")
 _SCALARS: dict[type, str] = {bool: "boolean", int: "integer", float: "number", str: "string"}
-
-# Environment variables that change which dataclasses LLaMA-Factory parses or how.
-LF_MODE_ENV = ("USE_MCA", "ALLOW_EXTRA_ARGS", "USE_RAY", "USE_KT", "USE_V1")
 
 
 class _Unmappable(Exception):
