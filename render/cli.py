@@ -32,6 +32,14 @@ def cmd_lint(args: argparse.Namespace) -> int:
                              "Install the training extra: pip install -e '.[train]'")
     ws = _workspace(args)
     paths = [Path(p) for p in args.paths] if args.paths else None
+    if args.fix:
+        from render.propose.fix import fix
+
+        changes = fix(ws, paths)
+        for change in changes:
+            print(f"fixed {change.format()}", file=sys.stderr)
+        print(f"fix: {len(changes)} change(s)", file=sys.stderr)
+        ws = _workspace(args)
     result = lint(ws, paths, deep=args.deep)
     if args.format == "json":
         print(json.dumps({"ok": result.ok, "files_checked": result.files_checked,
@@ -64,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="print each resolved experiment")
     p.add_argument("--deep", action="store_true",
                    help="also run LLaMA-Factory's own argument parser (training extra)")
+    p.add_argument("--fix", action="store_true",
+                   help="first remove keys ftops owns and normalize spellings LLaMA-Factory "
+                        "reads as equal (prints every change)")
     p.set_defaults(func=cmd_lint)
 
     from render import commands

@@ -317,6 +317,62 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from render.propose.importer import Options, import_config
+    from render.propose.importsrc import read_source
+
+    ws = Workspace(Path(args.repo))
+    src = read_source(args.source, ws, model=args.model)
+    opts = Options(
+        dataset=args.dataset, model=args.model, name=args.name, owner=args.owner,
+        description=args.description,
+        dataset_info=Path(args.dataset_info) if args.dataset_info else None,
+        data_uri=args.data_uri, data_revision=args.data_revision,
+        deepspeed=Path(args.deepspeed) if args.deepspeed else None,
+        gpu_type=args.gpu_type, gpus_per_node=args.gpus_per_node, nodes=args.nodes,
+        drop=tuple(args.drop or ()), keep=args.keep)
+    res = import_config(ws, src, opts)
+    print(f"ftops import: {src.label} ({src.kind})", file=sys.stderr)
+    for line in res.lines:
+        print(f"  {line}", file=sys.stderr)
+    chosen = [d for d in res.decisions if not d.blocking]
+    if chosen:
+        print("chosen for you (the option changes it):", file=sys.stderr)
+        for d in chosen:
+            print(f"  - {d.format()}", file=sys.stderr)
+    if res.blocking:
+        kept = f"wrote {res.path} as it is (--keep)" if res.path else \
+            "nothing written; settle each and run the same command again (or --keep)"
+        print(f"left to decide ({kept}):", file=sys.stderr)
+        for d in res.blocking:
+            print(f"  - {d.format()}", file=sys.stderr)
+        return 1
+    for path in res.written:
+        if path != res.path:
+            print(f"wrote {path}")
+    print(f"wrote {res.path} (lints clean)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from render.propose import exporter
+
+    ws, exp = _one_experiment(args)
+    folder = Path(args.out) if args.out else exporter.default_folder(ws, exp)
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    if args.board:
+        res = exporter.export_board(ws, exp, folder, data_dir=data_dir)
+    else:
+        res = exporter.export_cli(ws, exp, folder, data_dir=data_dir)
+    for line in res.warnings:
+        print(f"ftops export: {line}", file=sys.stderr)
+    for path in res.files:
+        print(f"wrote {ws.rel(path)}")
+    if not args.board:
+        print(f"run it: {res.command}")
+    return 0
+
+
 def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="experiment files (default: all)")
     p.add_argument("--commit", help="launching commit (default: git HEAD)")
@@ -348,6 +404,40 @@ def register(sub: Any) -> None:
                                           "of writing ./outputs-index")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("import", help="a LLaMA-Factory YAML, LLaMA Board config or output "
+                                      "folder, or run:<run_id>, as a new experiment")
+    p.add_argument("source", help="file, Board output folder, or run:<run_id>")
+    p.add_argument("--dataset", help="the dataset folder (one of train.dataset), or the "
+                                     "dataset when the config names none")
+    p.add_argument("--model", help="model_name_or_path (a hub id or a path)")
+    p.add_argument("--name", help="experiment name (default: the source's file name)")
+    p.add_argument("--owner", help="metadata.owner (default: git config user.name)")
+    p.add_argument("--description", help="metadata.description")
+    p.add_argument("--dataset-info", help="a dataset_info.json describing the datasets to "
+                                          "register in dataset.yaml")
+    p.add_argument("--data-uri", help="source.uri of a new dataset.yaml (gs://, hf://)")
+    p.add_argument("--data-revision", help="source.revision of a new dataset.yaml")
+    p.add_argument("--deepspeed", help="the DeepSpeed JSON the config refers to")
+    p.add_argument("--gpu-type", help="a GPU type of the cluster profile")
+    p.add_argument("--gpus-per-node", type=int)
+    p.add_argument("--nodes", type=int)
+    p.add_argument("--drop", action="append", metavar="KEY",
+                   help="leave this argument out (repeat for several)")
+    p.add_argument("--keep", action="store_true",
+                   help="write the experiment even when decisions are left")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="an experiment as a LLaMA-Factory YAML (--cli) or a "
+                                      "LLaMA Board file (--board)")
+    p.add_argument("experiment", help="experiments/<dataset>/<model>/<name>.yaml")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--cli", action="store_true", help="for llamafactory-cli train")
+    how.add_argument("--board", action="store_true", help="for the Board's Load arguments")
+    p.add_argument("--out", help="folder to write (default .exported/<dataset>/<model>/"
+                                 "<name>/)")
+    p.add_argument("--data-dir", help="where the dataset files are on this machine")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="the local demo end to end: tiny model, lint, render, "
                                     "train, record")

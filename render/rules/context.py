@@ -36,6 +36,11 @@ class Context:
             self._listing[key] = by_name
         return self._listing[key]
 
+    def run_ids(self, dataset: str, model: str) -> set[str]:
+        """Run ids recorded in outputs-index/<dataset>/<model>/ (from the entry names)."""
+        return {entry.stem.rsplit("__", 1)[1]
+                for entries in self._index_files(dataset, model).values() for entry in entries}
+
     def past_runs(self, exp: Experiment) -> list[PastRun]:
         """Runs recorded in outputs-index/ for this experiment (read on demand)."""
         if exp.path not in self._runs:

@@ -35,8 +35,16 @@ def check_immutable(exp: Experiment, ctx: Context) -> Iterator[Finding]:
 
 def check_duplicates(exp: Experiment, ctx: Context) -> Iterator[Finding]:
     """Same resolved config as another experiment (only a sibling can be: the folders
-    pin the dataset and the model)."""
+    pin the dataset and the model). A declared reproduction of a run may repeat it."""
     mine = exp.config_hash
+    reproduces = exp.metadata.get("reproduces")
+    if isinstance(reproduces, str) and reproduces:
+        if reproduces not in ctx.run_ids(exp.dataset, exp.model):
+            yield exp.finding(("metadata", "reproduces"),
+                              f"run {reproduces!r} is not in outputs-index/{exp.dataset}/"
+                              f"{exp.model}/", "name a run of this dataset and model "
+                              "(ftops import run:<run_id> writes it)", "history")
+        return
     for other in ctx.ws.siblings(exp.dataset, exp.model):
         if other.stem == exp.name:
             continue
