@@ -467,6 +467,8 @@ def lost_fields(state: Mapping[str, Any]) -> dict[str, str]:
 
 def same_value(element: Element, a: Any, b: Any) -> bool:
     """Equal as the Board reads them: "5e-5" and "5e-05" are the same learning rate."""
+    if element.widget in ("textbox", "markdown"):  # Gradio shows and saves None as ""
+        a, b = ("" if a is None else a), ("" if b is None else b)
     if a == b and type(a) is type(b):
         return True
     if element.widget == "textbox" and isinstance(a, str) and isinstance(b, str):
@@ -615,6 +617,14 @@ def args_to_board(train: Mapping[str, Any], *, dataset_dir: str,
         put("top.quantization_method", arg("quantization_method"))
     elif isinstance(want.get("quantization_method"), str):
         put("top.quantization_method", want["quantization_method"])
+    # a block that runs must derive the experiment's value (LLaMA-Factory's default when
+    # the experiment has none); a block that does not run keeps the Board's defaults
+    state["train.extra_args"] = "{}"
+    active = set(block_args(state, base_args(state, model_path=out.model_path)))
+
+    def wanted(key: str) -> bool:
+        return key in want or key in active
+
     for key in ("freeze_trainable_layers", "freeze_trainable_modules", "lora_rank",
                 "lora_dropout", "create_new_adapter", "use_rslora", "use_dora",
                 "ppo_score_norm", "ppo_whiten_rewards", "pref_beta", "pref_ftx", "pref_loss",
@@ -624,18 +634,23 @@ def args_to_board(train: Mapping[str, Any], *, dataset_dir: str,
                 "badam_mode", "badam_switch_mode", "badam_switch_interval",
                 "badam_update_ratio", "swanlab_project", "swanlab_run_name",
                 "swanlab_workspace", "swanlab_mode"):
-        if key in want or arg(key) is not None:
+        if wanted(key):
             put(f"train.{key}", arg(key))
-    put("train.freeze_extra_modules", arg("freeze_extra_modules") or "")
-    alpha = arg("lora_alpha")
-    put("train.lora_alpha", 2 * int(arg("lora_rank")) if alpha is None else alpha)
-    ratio = arg("loraplus_lr_ratio")
-    put("train.loraplus_lr_ratio", 0 if ratio is None else ratio)
+    if wanted("freeze_extra_modules"):
+        put("train.freeze_extra_modules", arg("freeze_extra_modules") or "")
+    if wanted("lora_alpha"):
+        alpha = arg("lora_alpha")
+        put("train.lora_alpha", 2 * int(arg("lora_rank")) if alpha is None else alpha)
+    if wanted("loraplus_lr_ratio"):
+        ratio = arg("loraplus_lr_ratio")
+        put("train.loraplus_lr_ratio", 0 if ratio is None else ratio)
     if arg("pissa_init") is True:
         state["train.use_pissa"] = True
-    target = arg("lora_target")
-    put("train.lora_target", "" if target == "all" else target)
-    put("train.additional_target", arg("additional_target") or "")
+    if wanted("lora_target"):
+        target = arg("lora_target")
+        put("train.lora_target", "" if target == "all" else target)
+    if wanted("additional_target"):
+        put("train.additional_target", arg("additional_target") or "")
     reward = want.get("reward_model")
     if isinstance(reward, str) and reward and stage == "ppo":
         if ftype in t.peft_methods:
@@ -648,9 +663,10 @@ def args_to_board(train: Mapping[str, Any], *, dataset_dir: str,
                 state["train.reward_model"] = name
     for kind in ("image", "video"):
         for end in ("max", "min"):
-            value = arg(f"{kind}_{end}_pixels")
-            if isinstance(value, int) and not isinstance(value, bool):
-                state[f"train.{kind}_{end}_pixels"] = str(value)
+            key = f"{kind}_{end}_pixels"
+            value = arg(key)
+            if wanted(key) and isinstance(value, int) and not isinstance(value, bool):
+                state[f"train.{key}"] = str(value)
     val_size = want.get("val_size")
     if isinstance(val_size, int | float) and not isinstance(val_size, bool) \
             and 1e-6 < val_size <= 1 and stage != "ppo" \
