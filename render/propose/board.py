@@ -32,11 +32,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from render.errors import FatalError
-from render.schema import SCHEMA_DIR, load_schema, LF_SCHEMA
+from render.schema import LF_SCHEMA, SCHEMA_DIR, load_schema
 
 BOARD_VERSION = "0.9.5"
 TABLE_NAME = f"llamaboard-{BOARD_VERSION}.json"
@@ -661,12 +660,12 @@ def args_to_board(train: Mapping[str, Any], *, dataset_dir: str,
             name = _board_path(model_name, ftype, reward)
             if name:
                 state["train.reward_model"] = name
-    for kind in ("image", "video"):
+    for media in ("image", "video"):
         for end in ("max", "min"):
-            key = f"{kind}_{end}_pixels"
-            value = arg(key)
-            if wanted(key) and isinstance(value, int) and not isinstance(value, bool):
-                state[f"train.{key}"] = str(value)
+            pixels = f"{media}_{end}_pixels"
+            value = arg(pixels)
+            if wanted(pixels) and isinstance(value, int) and not isinstance(value, bool):
+                state[f"train.{pixels}"] = str(value)
     val_size = want.get("val_size")
     if isinstance(val_size, int | float) and not isinstance(val_size, bool) \
             and 1e-6 < val_size <= 1 and stage != "ppo" \
@@ -718,6 +717,3 @@ def _board_path(model_name: str, ftype: str, path: str) -> str | None:
         return path[len(prefix):]
     return path if SEP in path else None
 
-
-def board_yaml_path(out_dir: Path, name: str) -> Path:
-    return out_dir / f"{name}.yaml"

@@ -558,7 +558,8 @@ def _launch(ws: Workspace, src: Source, train: dict[str, Any], opts: Options,
     if opts.nodes is not None:
         launch["nodes"] = opts.nodes
     launch.setdefault("nodes", 1)
-    ordered = {k: launch[k] for k in ("nodes", "gpus_per_node", "gpu_type") if k in launch}
+    ordered: dict[str, Any] = {k: launch[k] for k in ("nodes", "gpus_per_node", "gpu_type")
+                               if k in launch}
     ordered.update({k: v for k, v in launch.items() if k not in ordered})
     return ordered
 
@@ -597,7 +598,7 @@ def _metadata(ws: Workspace, src: Source, opts: Options, res: ImportResult) -> d
         meta["description"] = f"Imported {kind} {_one_line(Path(src.label).name)[:100]}."
     if src.reproduces:
         meta["reproduces"] = src.reproduces
-    tags = meta.get("tags") if isinstance(meta.get("tags"), list) else []
+    tags: list[Any] = meta["tags"] if isinstance(meta.get("tags"), list) else []
     if "imported" not in tags and not src.reproduces:
         tags = [*tags, "imported"]
     if tags:

@@ -68,8 +68,8 @@ def read_source(spec: str, ws: Workspace, *, model: str | None = None) -> Source
     if "train" in data and set(data) <= {"metadata", "launch", "train"}:
         if not isinstance(data["train"], dict):
             raise FatalError(f"{path}: train: must be a mapping")
-        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
-        launch = data.get("launch") if isinstance(data.get("launch"), dict) else {}
+        meta = data["metadata"] if isinstance(data.get("metadata"), dict) else {}
+        launch = data["launch"] if isinstance(data.get("launch"), dict) else {}
         return Source("experiment", str(path), dict(data["train"]), _stem(path),
                       path.parent, metadata=dict(meta), launch=dict(launch))
     return Source("cli", str(path), dict(data), _stem(path), path.parent)

@@ -53,20 +53,24 @@ def read_text(path: Path, what: str, limit: int = MAX_BYTES) -> str:
 def check_yaml_shape(text: str, name: str) -> None:
     """Refuse aliases, tags, excessive depth or node count, before any object is built."""
     depth = nodes = 0
+
+    def line(event: yaml.Event) -> int:
+        return event.start_mark.line + 1 if event.start_mark is not None else 1
+
     try:
         for event in yaml.parse(text, Loader=_Safe):
             if isinstance(event, yaml.AliasEvent):
-                raise FatalError(f"{name}: line {event.start_mark.line + 1}: YAML aliases "
+                raise FatalError(f"{name}: line {line(event)}: YAML aliases "
                                  "(*name) are not accepted in an imported file; write the "
                                  "value out")
             tag = getattr(event, "tag", None)
             if tag is not None and not str(tag).startswith(_STANDARD_TAG):
-                raise FatalError(f"{name}: line {event.start_mark.line + 1}: the YAML tag "
+                raise FatalError(f"{name}: line {line(event)}: the YAML tag "
                                  f"{tag} is not accepted in an imported file")
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise FatalError(f"{name}: line {event.start_mark.line + 1}: nested "
+                    raise FatalError(f"{name}: line {line(event)}: nested "
                                      f"deeper than {MAX_DEPTH} levels; not a config file")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1

@@ -34,6 +34,14 @@ COMMON = {"owner": "team-llm", "dataset_info": DATASET_INFO,
           "data_uri": "gs://my-project-llm/datasets/llamafactory-demo/",
           "data_revision": "v0.9.5"}
 
+# Megatron-Core arguments (LLaMA-Factory reads them only with USE_MCA=1 and mcore_adapter)
+_MCORE = ["apply_rope_fusion", "bias_activation_fusion", "pipeline_model_parallel_size",
+          "sequence_parallel", "tensor_model_parallel_size", "use_distributed_optimizer"]
+MCORE_QWEN2_VL_FULL = _MCORE
+MCORE_QWEN3_MOE_FULL = sorted([*_MCORE, "expert_model_parallel_size", "moe_grouped_gemm",
+                               "moe_token_dispatcher_type", "overlap_grad_reduce",
+                               "overlap_param_gather", "recompute_granularity"])
+
 DECISIONS: dict[str, tuple[str, str]] = {
     "ascend/qwen3_5_full_sft_fsdp2.yaml": ("gpu-type", ""),
     "ascend/qwen3_full_sft_fsdp2.yaml": ("gpu-type", ""),
@@ -65,8 +73,8 @@ DECISIONS: dict[str, tuple[str, str]] = {
     "ktransformers/train_lora/deepseek_v3_lora_sft_kt.yaml": ("dataset-folder gpu-type", ""),
     "ktransformers/train_lora/qwen3_5moe_lora_sft_kt.yaml": ("dataset-folder gpu-type", ""),
     "ktransformers/train_lora/qwen3moe_lora_sft_kt.yaml": ("dataset-folder gpu-type", ""),
-    "megatron/qwen2_vl_full.yaml": ("gpu-type", "apply_rope_fusion bias_activation_fusion pipeline_model_parallel_size sequence_parallel tensor_model_parallel_size use_distributed_optimizer"),
-    "megatron/qwen3_moe_full.yaml": ("gpu-type", "apply_rope_fusion bias_activation_fusion expert_model_parallel_size moe_grouped_gemm moe_token_dispatcher_type overlap_grad_reduce overlap_param_gather pipeline_model_parallel_size recompute_granularity sequence_parallel tensor_model_parallel_size use_distributed_optimizer"),
+    "megatron/qwen2_vl_full.yaml": ("gpu-type", " ".join(MCORE_QWEN2_VL_FULL)),
+    "megatron/qwen3_moe_full.yaml": ("gpu-type", " ".join(MCORE_QWEN3_MOE_FULL)),
     "train_full/qwen3_full_sft.yaml": ("dataset-folder gpu-type", ""),
     "train_full/qwen3vl_full_sft.yaml": ("dataset-folder gpu-type", ""),
     "train_lora/qwen3_lora_dpo.yaml": ("gpu-type", ""),
