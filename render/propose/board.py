@@ -383,6 +383,10 @@ def board_to_args(state: Mapping[str, Any], *, model_path: str, output_dir: str 
     return args
 
 
+def _dropped(key: str, value: Any) -> bool:
+    return key not in table().no_skip_keys and (value is None or value is False or value == "")
+
+
 def clean(args: Mapping[str, Any]) -> dict[str, Any]:
     """LF webui/common.py `_clean_cmd`: what "Start" writes to training_args.yaml."""
     keep = table().no_skip_keys
@@ -443,6 +447,8 @@ def lost_fields(state: Mapping[str, Any]) -> dict[str, str]:
     if stage != "ppo":
         for key in ("reward_model", "ppo_score_norm", "ppo_whiten_rewards"):
             out[f"train.{key}"] = "the stage is not PPO"
+    elif get("train.val_size"):
+        out["train.val_size"] = "PPO does not evaluate"
     if stage not in ("dpo", "kto"):
         for key in ("pref_beta", "pref_ftx", "pref_loss"):
             out[f"train.{key}"] = "the stage is not DPO or KTO"
@@ -461,6 +467,12 @@ def lost_fields(state: Mapping[str, Any]) -> dict[str, str]:
     if not get("train.use_swanlab"):
         for key in ("project", "run_name", "workspace", "api_key", "mode"):
             out[f"train.swanlab_{key}"] = "SwanLab is off"
+    lf = lf_defaults()
+    for key in ("swanlab_project", "swanlab_run_name", "swanlab_workspace", "galore_target",
+                "apollo_target", "freeze_trainable_modules"):
+        eid = f"train.{key}"
+        if eid not in out and get(eid) in ("", None) and lf.get(key) not in ("", None):
+            out[eid] = f"empty: training uses LLaMA-Factory's default, {lf[key]}"
     return out
 
 
@@ -470,6 +482,11 @@ def same_value(element: Element, a: Any, b: Any) -> bool:
         a, b = ("" if a is None else a), ("" if b is None else b)
     if a == b and type(a) is type(b):
         return True
+    if element.id.endswith("_pixels") and isinstance(a, str) and isinstance(b, str):
+        try:
+            return _pixels(a, element.id) == _pixels(b, element.id)
+        except BoardError:
+            return False
     if element.widget == "textbox" and isinstance(a, str) and isinstance(b, str):
         try:
             return float(a) == float(b)
@@ -665,7 +682,9 @@ def args_to_board(train: Mapping[str, Any], *, dataset_dir: str,
             pixels = f"{media}_{end}_pixels"
             value = arg(pixels)
             if wanted(pixels) and isinstance(value, int) and not isinstance(value, bool):
-                state[f"train.{pixels}"] = str(value)
+                side = math.isqrt(value) if value >= 0 else -1
+                state[f"train.{pixels}"] = f"{side}*{side}" if side * side == value \
+                    else str(value)
     val_size = want.get("val_size")
     if isinstance(val_size, int | float) and not isinstance(val_size, bool) \
             and 1e-6 < val_size <= 1 and stage != "ppo" \
@@ -692,6 +711,9 @@ def args_to_board(train: Mapping[str, Any], *, dataset_dir: str,
         desired = want.get(key, lf.get(key))
         if key in base and same_arg(key, desired, base[key]):
             continue
+        if key in base and _dropped(key, base[key]) and key in lf and \
+                same_arg(key, desired, lf[key]):
+            continue  # "Start" drops the base value: LLaMA-Factory's default applies
         if key not in base and key in lf and same_arg(key, desired, lf[key]):
             continue
         extra[key] = desired

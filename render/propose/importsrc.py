@@ -108,7 +108,8 @@ def _split_board_file(data: dict[str, Any]) -> tuple[dict[str, Any], str | None]
 def _board_args(state: dict[str, Any], model_path: str, where: str) -> tuple[
         dict[str, Any], list[str], dict[str, Any] | None]:
     state = board.validate_state(state, where)
-    args = board.board_to_args(state, model_path=model_path)
+    # what "Start" would train: it drops every false, null and empty argument
+    args = board.clean(board.board_to_args(state, model_path=model_path))
     notes = []
     defaults = board.defaults()
     for eid, why in sorted(board.lost_fields(state).items()):
@@ -157,7 +158,7 @@ def _from_board_run(folder: Path, model: str | None) -> Source:
         path = str(trained.get("model_name_or_path") or "")
         args, lost, _ = _board_args(state, model or path, str(board_path))
         notes.extend(lost)
-        derived = board.effective({k: v for k, v in board.clean(args).items()
+        derived = board.effective({k: v for k, v in args.items()
                                    if k not in ("output_dir", "cache_dir")})
         ran = board.effective({k: v for k, v in trained.items()
                                if k not in ("output_dir", "cache_dir")})
