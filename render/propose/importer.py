@@ -623,6 +623,8 @@ def _lint(ws: Workspace, rel: str, res: ImportResult) -> None:
         if finding.rule == "schema" and finding.path.startswith("$.train.") and \
                 f"unknown-key:{finding.path[len('$.train.'):]}" in seen:
             continue
+        if finding.rule == "deepspeed" and "deepspeed" in seen:
+            continue
         if finding.rule == "consistency" and data_decided and (
                 DATASET_NAME in finding.message or "is not registered" in finding.message):
             continue
