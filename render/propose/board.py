@@ -480,6 +480,8 @@ def same_value(element: Element, a: Any, b: Any) -> bool:
     """Equal as the Board reads them: "5e-5" and "5e-05" are the same learning rate."""
     if element.widget in ("textbox", "markdown"):  # Gradio shows and saves None as ""
         a, b = ("" if a is None else a), ("" if b is None else b)
+    if element.id == "train.lora_target":  # the Board reads an empty target as all
+        a, b = (a or "all"), (b or "all")
     if a == b and type(a) is type(b):
         return True
     if element.id.endswith("_pixels") and isinstance(a, str) and isinstance(b, str):

@@ -214,6 +214,11 @@ def _from_run(run_id: str, ws: Workspace) -> Source:
         train.pop(key, None)
     if train.get("run_name") == f"{record.experiment}-{run_id}":
         del train["run_name"]  # ftops' default run name, not part of the experiment
+    prefix = str(ws.root) + "/"
+    for key in ("model_name_or_path", "deepspeed"):  # `launch --local` made them absolute
+        value = train.get(key)
+        if isinstance(value, str) and value.startswith(prefix):
+            train[key] = value[len(prefix):]
     src.train = train
     src.notes.append(f"rebuilt from the config the run recorded (the experiment at "
                      f"{record.git_sha[:12]} is not available)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from render.errors import Finding
 from render.experiment import Experiment
@@ -48,6 +49,12 @@ def check_duplicates(exp: Experiment, ctx: Context) -> Iterator[Finding]:
     for other in ctx.ws.siblings(exp.dataset, exp.model):
         if other.stem == exp.name:
             continue
-        if ctx.config_hash_of(other) == mine:
+        if ctx.config_hash_of(other) == mine and not _reproduction(ctx, other):
             yield exp.finding((), f"same resolved config as {ctx.ws.rel(other)}",
                               "change a parameter or delete one of the two", "duplicates")
+
+
+def _reproduction(ctx: Context, path: Path) -> bool:
+    """Whether the experiment at `path` declares the run it reproduces."""
+    other, _ = ctx.ws.load(path)
+    return other is not None and bool(other.metadata.get("reproduces"))

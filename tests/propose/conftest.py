@@ -53,7 +53,11 @@ class Oracle:
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
-        self.proc.wait(timeout=30)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # torch's threads may keep it alive
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture(scope="session")
