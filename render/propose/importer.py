@@ -63,6 +63,11 @@ SECRET_ENV = {"swanlab_api_key": "SWANLAB_API_KEY", "hf_hub_token": "HF_TOKEN",
               "hub_token": "HF_TOKEN", "ms_hub_token": "MODELSCOPE_API_TOKEN",
               "om_hub_token": "OPENMIND_HUB_TOKEN"}
 _NAME_PART = re.compile(r"[^a-z0-9_.-]+")
+# Kept from a Board file even at LLaMA-Factory's default: what a reader looks for first
+# (and what plans and the index show).
+ALWAYS_WRITTEN = ("stage", "finetuning_type", "learning_rate", "num_train_epochs",
+                  "per_device_train_batch_size", "gradient_accumulation_steps", "cutoff_len",
+                  "lora_rank", "pref_beta", "template")
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,8 @@ def _clean_train(src: Source, opts: Options, res: ImportResult) -> dict[str, Any
             continue
         if _secret(key, value, res):
             continue
-        if src.drop_defaults and key in defaults and board.same_arg(key, value, defaults[key]):
+        if src.drop_defaults and key not in ALWAYS_WRITTEN and key in defaults and \
+                board.same_arg(key, value, defaults[key]):
             dropped_defaults.append(key)
             continue
         if key not in known:
