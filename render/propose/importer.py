@@ -194,7 +194,9 @@ def _clean_train(src: Source, opts: Options, res: ImportResult) -> dict[str, Any
                                           "an argument name", "", True))
             continue
         if key in OWNED:
-            if value is not None or src.kind not in ("board", "board-run"):
+            # a Board "Save arguments" file has no output folder: it is not worth a line
+            if not (src.kind == "board" and key == "output_dir") and \
+                    (value is not None or src.kind != "board-run"):
                 res.lines.append(f"dropped {key}: {json.dumps(value, default=str)[:80]} "
                                  f"({OWNED[key]})")
             _remote_hint(key, value, opts, res)
@@ -266,12 +268,21 @@ def _secret(key: str, value: Any, res: ImportResult) -> bool:
     literal = isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip()
     shaped = [what for what, pattern in PATTERNS
               if pattern.search(json.dumps(value, default=str))]
-    if not (literal and SECRET_FIELD.search(key)) and not shaped:
+    named = bool(literal and (SECRET_FIELD.search(key) or key in SECRET_ENV))
+    if not named and not shaped:
         return False
+    what = shaped[0] if shaped else "a literal secret"
+    if not named:  # a token inside an ordinary value (a run name, a path): drop the value
+        res.lines.append(f"not copied: {key} held {what}")
+        res.decisions.append(Decision(
+            f"secret:{key}", f"train.{key} was left out because its value held {what}; write "
+            "it again without the secret, and revoke that secret (it was stored in plain "
+            "text)", ""))
+        return True
     env = SECRET_ENV.get(key, re.sub(r"[^A-Z0-9_]", "_", key.upper()))
     secret = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
-    res.lines.append(f"not copied: {key} held " + (shaped[0] if shaped else "a literal secret")
-                     + f"; launch.env_from_secrets gets {env}: {secret}/value")
+    res.lines.append(f"not copied: {key} held {what}; launch.env_from_secrets gets "
+                     f"{env}: {secret}/value")
     res.decisions.append(Decision(
         f"secret:{key}", f"create the Secret: kubectl create secret generic {secret} "
         f"--from-literal=value=... in the training namespace, and revoke the old value (it "

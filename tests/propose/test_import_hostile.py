@@ -143,8 +143,9 @@ def test_secrets_are_not_copied(root: Path, tmp_path: Path) -> None:
     assert token not in text and "sk-live-123456" not in text
     written = yaml.safe_load(text)
     assert written["launch"]["env_from_secrets"] == {
-        "HF_TOKEN": "hf-hub-token/value", "RUN_NAME": "run-name/value",
-        "SWANLAB_API_KEY": "swanlab-api-key/value"}
+        "HF_TOKEN": "hf-hub-token/value", "SWANLAB_API_KEY": "swanlab-api-key/value"}
+    assert "train.run_name was left out because its value held a Hugging Face token" in \
+        " ".join(d.text for d in res.decisions)
     assert not {"hf_hub_token", "run_name", "swanlab_api_key"} & set(written["train"])
     assert all(token not in line and "sk-live" not in line for line in res.lines)
 
