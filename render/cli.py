@@ -69,6 +69,14 @@ def cmd_lint(args: argparse.Namespace) -> int:
                              "Install the training extra: pip install -e '.[train]'")
     ws = _workspace(args)
     paths = [Path(p) for p in args.paths] if args.paths else None
+    if args.fix:
+        from render.propose.fix import fix
+
+        changes = fix(ws, paths)
+        for change in changes:
+            _say(f"fixed {change.format()}")
+        _say(f"fix: {len(changes)} change(s)")
+        ws = _workspace(args)  # lint what the files hold now
     result = lint(ws, paths, deep=args.deep)
     if args.format == "json":
         print(json.dumps({"ok": result.ok, "files_checked": result.files_checked,
@@ -87,6 +95,43 @@ def cmd_lint(args: argparse.Namespace) -> int:
             print(f"# {exp.path} (resolved)")
             print(yaml.safe_dump(exp.resolved(), sort_keys=False), end="")
     return 0 if result.ok else 1
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from render.propose.importer import Options, import_config
+    from render.propose.importsrc import read_source
+
+    ws = _workspace(args)
+    src = read_source(args.source, ws, model=args.model)
+    opts = Options(
+        dataset=args.dataset, model=args.model, name=args.name, owner=args.owner,
+        description=args.description,
+        dataset_info=Path(args.dataset_info) if args.dataset_info else None,
+        data_uri=args.data_uri, data_revision=args.data_revision,
+        deepspeed=Path(args.deepspeed) if args.deepspeed else None,
+        gpu_type=args.gpu_type, gpus_per_node=args.gpus_per_node, nodes=args.nodes,
+        drop=tuple(args.drop or ()), keep=args.keep)
+    res = import_config(ws, src, opts)
+    _say(f"ftops import: {src.label} ({src.kind})")
+    for line in res.lines:
+        _say(f"  {line}")
+    chosen = [d for d in res.decisions if not d.blocking]
+    if chosen:
+        _say("chosen for you (the option changes it):")
+        for d in chosen:
+            _say(f"  - {d.format()}")
+    if res.blocking:
+        kept = (f"wrote {res.path} as it is (--keep)" if res.path else
+                "nothing written; settle each and run the same command again (or --keep)")
+        _say(f"left to decide ({kept}):")
+        for d in res.blocking:
+            _say(f"  - {d.format()}")
+        return 1
+    for path in res.written:
+        if path != res.path:
+            print(f"wrote {path}")
+    print(f"wrote {res.path} (lints clean)")
+    return 0
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
@@ -149,6 +194,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from render.manifests import export
+    from render.propose.lint import require_clean
+
+    ws = _workspace(args)
+    (exp,) = require_clean(ws, [Path(args.experiment)])
+    folder = Path(args.out) if args.out else export.default_folder(ws, exp)
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    if args.board:
+        res = export.export_board(ws, exp, folder, data_dir=data_dir)
+    else:
+        res = export.export_cli(ws, exp, folder, data_dir=data_dir)
+    for line in res.warnings:
+        _say(f"ftops export: {line}")
+    for path in res.files:
+        print(f"wrote {ws.rel(path)}")
+    if not args.board:
+        print(f"run it: {res.command}")
     return 0
 
 
@@ -363,6 +429,7 @@ class Command:
     handler: Handler
     args: tuple[Arg, ...] = ()
     description: str = ""
+    one_of: tuple[Arg, ...] = ()  # a required choice of exactly one of these flags
 
 
 SELECTION = (arg("paths", nargs="*", help="experiment files (default: all)"),
@@ -377,6 +444,31 @@ COMMANDS: tuple[Command, ...] = (
         arg("--show", action="store_true", help="print each resolved experiment"),
         arg("--deep", action="store_true",
             help="also run LLaMA-Factory's own argument parser (training extra)"),
+        arg("--fix", action="store_true",
+            help="first remove keys ftops owns and normalize spellings LLaMA-Factory reads "
+                 "as equal (prints every change)"),
+    )),
+    Command("import", "a LLaMA-Factory YAML, LLaMA Board config or output folder, or "
+                      "run:<run_id>, as a new experiment", cmd_import, (
+        arg("source", help="file, Board output folder, or run:<run_id>"),
+        arg("--dataset", help="the dataset folder (one of train.dataset), or the dataset "
+                              "when the config names none"),
+        arg("--model", help="model_name_or_path (a hub id or a path)"),
+        arg("--name", help="experiment name (default: the source's file name)"),
+        arg("--owner", help="metadata.owner (default: git config user.name)"),
+        arg("--description", help="metadata.description"),
+        arg("--dataset-info", help="a dataset_info.json describing the datasets to register "
+                                   "in dataset.yaml"),
+        arg("--data-uri", help="source.uri of a new dataset.yaml (gs://, hf://)"),
+        arg("--data-revision", help="source.revision of a new dataset.yaml"),
+        arg("--deepspeed", help="the DeepSpeed JSON the config refers to"),
+        arg("--gpu-type", help="a GPU type of the cluster profile"),
+        arg("--gpus-per-node", type=int),
+        arg("--nodes", type=int),
+        arg("--drop", action="append", metavar="KEY",
+            help="leave this argument out (repeat for several)"),
+        arg("--keep", action="store_true",
+            help="write the experiment even when decisions are left"),
     )),
     Command("changes", "experiments a push or PR adds or changes (one path per line)",
             cmd_changes, (
@@ -399,6 +491,13 @@ COMMANDS: tuple[Command, ...] = (
         arg("--validate", action="store_true",
             help="validate every object against the pinned upstream schemas"),
     )),
+    Command("export", "an experiment as a LLaMA-Factory YAML (--cli) or a LLaMA Board file "
+                      "(--board)", cmd_export, (
+        arg("experiment", help="experiments/<dataset>/<model>/<name>.yaml"),
+        arg("--out", help="folder to write (default .exported/<dataset>/<model>/<name>/)"),
+        arg("--data-dir", help="where the dataset files are on this machine"),
+    ), one_of=(arg("--cli", action="store_true", help="for llamafactory-cli train"),
+               arg("--board", action="store_true", help="for the Board's Load arguments"))),
     Command("plan", "Markdown plan: what will run, where, how long", cmd_plan, (
         *SELECTION,
         arg("--output", help="write the Markdown here instead of stdout"),
@@ -483,6 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
                            description=command.description or command.help)
         for a in command.args:
             p.add_argument(*a.flags, **a.options)
+        if command.one_of:
+            group = p.add_mutually_exclusive_group(required=True)
+            for a in command.one_of:
+                group.add_argument(*a.flags, **a.options)
         p.set_defaults(func=command.handler)
     return parser
 

@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 from render.errors import Finding
+from render.propose.synonyms import SYNONYMS, expected_words, value_words
 from render.propose.yamlsource import PathPart
 
 LLAMAFACTORY_VERSION = "0.9.5"
@@ -67,12 +68,6 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-_JSON_TYPES = {
-    bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-    dict: "object", type(None): "null",
-}
-
-
 def _error_to_finding(error: jsonschema.ValidationError, locate: Locate) -> list[Finding]:
     path = tuple(error.absolute_path)
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -84,7 +79,11 @@ def _error_to_finding(error: jsonschema.ValidationError, locate: Locate) -> list
         for key in error.instance:
             if key in props:
                 continue
-            hint = did_you_mean(str(key), props)
+            synonym = SYNONYMS.get(str(key)) if in_train else None
+            if synonym is not None and synonym.target in props:
+                hint = synonym.hint(str(key))
+            else:
+                hint = did_you_mean(str(key), props)
             where = "LLaMA-Factory " + LLAMAFACTORY_VERSION if in_train else "this section"
             if not hint and not path and str(key) in lf_keys():
                 hint = "LLaMA-Factory arguments go under train:"
@@ -98,7 +97,6 @@ def _error_to_finding(error: jsonschema.ValidationError, locate: Locate) -> list
         return [locate(path, f"missing required key {missing!r}", hint)]
     if validator_name == "type":
         want = error.validator_value
-        got = _JSON_TYPES.get(type(error.instance), type(error.instance).__name__)
         hint = ""
         if isinstance(error.instance, str) and "number" in str(want):
             try:
@@ -106,7 +104,8 @@ def _error_to_finding(error: jsonschema.ValidationError, locate: Locate) -> list
                 hint = "a quoted number stays a string: remove the quotes"
             except ValueError:
                 pass
-        return [locate(path, f"expected {want}, got {got} {_describe(error.instance)}", hint)]
+        return [locate(path, f"expected {expected_words(want)}, got "
+                       f"{value_words(error.instance)}", hint)]
     if validator_name == "enum":
         choices = [str(c) for c in error.validator_value]
         hint = did_you_mean(str(error.instance), choices) or "one of: " + ", ".join(choices[:12])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from render.errors import FatalError
 from render.propose.experiment import Experiment, Workspace
-from render.record.index import INDEX_DIR, entries_by_experiment, read_entry
+from render.record.index import ENTRY_SEPARATOR, INDEX_DIR, entries_by_experiment, read_entry
 from render.record.runrecord import RunRecord
 
 
@@ -33,6 +33,14 @@ class Context:
                     continue
             self._runs[exp.path] = runs
         return self._runs[exp.path]
+
+    def run_ids(self, dataset: str, model: str) -> set[str]:
+        """Run ids recorded in outputs-index/<dataset>/<model>/ (from the entry names)."""
+        key = (dataset, model)
+        if key not in self._listing:
+            self._listing[key] = entries_by_experiment(self.ws.root / INDEX_DIR, *key)
+        return {entry.stem.rsplit(ENTRY_SEPARATOR, 1)[1]
+                for entries in self._listing[key].values() for entry in entries}
 
     def config_hash_of(self, path: Path) -> str | None:
         """Config hash of another experiment file, None when it cannot be loaded (both the

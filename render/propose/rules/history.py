@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from render.errors import Finding
 from render.propose.experiment import Experiment
@@ -35,11 +36,25 @@ def check_immutable(exp: Experiment, ctx: Context) -> Iterator[Finding]:
 
 def check_duplicates(exp: Experiment, ctx: Context) -> Iterator[Finding]:
     """Same resolved config as another experiment (only a sibling can be: the folders
-    pin the dataset and the model)."""
+    pin the dataset and the model). A declared reproduction of a run may repeat it."""
     mine = exp.config_hash
+    reproduces = exp.metadata.get("reproduces")
+    if isinstance(reproduces, str) and reproduces:
+        if reproduces not in ctx.run_ids(exp.dataset, exp.model):
+            yield exp.finding(("metadata", "reproduces"),
+                              f"run {reproduces!r} is not in outputs-index/{exp.dataset}/"
+                              f"{exp.model}/", "name a run of this dataset and model "
+                              "(ftops import run:<run_id> writes it)", "history")
+        return
     for other in ctx.ws.siblings(exp.dataset, exp.model):
         if other.stem == exp.name:
             continue
-        if ctx.config_hash_of(other) == mine:
+        if ctx.config_hash_of(other) == mine and not _reproduction(ctx, other):
             yield exp.finding((), f"same resolved config as {ctx.ws.rel(other)}",
                               "change a parameter or delete one of the two", "duplicates")
+
+
+def _reproduction(ctx: Context, path: Path) -> bool:
+    """Whether the experiment at `path` declares the run it reproduces."""
+    other, _ = ctx.ws.load(path)
+    return other is not None and bool(other.metadata.get("reproduces"))
