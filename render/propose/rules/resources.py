@@ -1,4 +1,6 @@
-"""Resources within what the cluster profile (k8s-base/cluster-profile.yaml) offers."""
+"""Resources within what the cluster profile (k8s-base/cluster-profile.yaml) offers and
+Kueue's quotas (k8s-base/components/kueue/) can ever admit; the time limit, the image
+registry and the Secrets within the profile's limits."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from collections.abc import Iterator
 from render.errors import Finding
 from render.propose.experiment import Experiment
 from render.propose.profile import PROFILE_PATH
+from render.propose.quotas import KUEUE_DIR
 from render.propose.rules.context import Context
 from render.propose.schema import did_you_mean
 
@@ -45,3 +48,33 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
             yield exp.finding(("launch", field), f"unknown {field} {value!r}",
                               did_you_mean(value, allowed) or f"one of {', '.join(allowed)}",
                               "resources")
+    yield from _limits(exp, raw)
+    gpu = p.gpu_types.get(launch.gpu_type)
+    if gpu is not None and launch.queue in p.queues:
+        problem = ctx.quotas.problem(launch.queue, launch.gpu_type,
+                                     gpu.pod_requests(launch.gpus_per_node), launch.nodes)
+        if problem:
+            yield exp.finding(("launch", "nodes") if "nodes" in raw else ("launch",),
+                              problem, f"use fewer nodes or GPUs, or raise the quota in "
+                              f"{KUEUE_DIR}/", "resources")
+
+
+def _limits(exp: Experiment, raw: dict[str, object]) -> Iterator[Finding]:
+    p, launch = exp.profile, exp.launch
+    if "time_limit" in raw and launch.time_limit_seconds > p.max_time_limit_s:
+        yield exp.finding(("launch", "time_limit"), f"time limit {launch.time_limit} is longer "
+                          f"than the cluster allows ({p.max_time_limit})",
+                          f"use at most {p.max_time_limit}, and resume from checkpoints "
+                          f"(limits.max_time_limit in {PROFILE_PATH})", "resources")
+    if "image" in raw and not p.image_allowed(launch.image):
+        yield exp.finding(("launch", "image"), "image is not from an allowed repository",
+                          "use an image under " + ", ".join(p.allowed_images)
+                          + f" (limits.allowed_images in {PROFILE_PATH})", "resources")
+    for env, ref in launch.env_from_secrets.items():
+        secret = ref.split("/", 1)[0]
+        if secret not in p.allowed_secrets:
+            yield exp.finding(("launch", "env_from_secrets", env),
+                              f"Secret {secret!r} is not one runs may read",
+                              did_you_mean(secret, p.allowed_secrets)
+                              or "one of " + ", ".join(p.allowed_secrets)
+                              + f" (limits.allowed_secrets in {PROFILE_PATH})", "resources")
