@@ -19,7 +19,13 @@ from typing import Any
 from render.errors import FatalError, Finding
 from render.fsutil import symlink_under
 from render.propose import layout, schema
-from render.propose.experiment import EXPERIMENTS_DIR, Experiment, Workspace, read_deepspeed
+from render.propose.experiment import (
+    EXPERIMENTS_DIR,
+    Experiment,
+    Workspace,
+    read_deepspeed,
+    uses_torchrun,
+)
 from render.propose.profile import PROFILE_PATH
 from render.propose.quotas import KUEUE_DIR
 from render.propose.rules import EXPERIMENT_RULES, Context, secrets
@@ -60,7 +66,7 @@ def select(ws: Workspace, paths: Iterable[Path] | None
                 files += _walk(root / EXPERIMENTS_DIR)
             elif not path.exists() and not path.is_symlink():
                 problems.append(Finding(rel, 1, 1, "$", "no such file or folder",
-                                        "check the path; it is taken relative to the repository root",
+                                        "check the path (from the repository root)",
                                         "layout"))
             elif path.is_dir() and not path.is_symlink() and (
                     (root / EXPERIMENTS_DIR).is_relative_to(path)):
@@ -210,12 +216,26 @@ def _json_finding(file: str, text: str, path: tuple[PathPart, ...], message: str
 
 
 def _deep(queue: list[Experiment]) -> list[Finding]:
-    from render.propose.deepcheck import deep_check
+    """LLaMA-Factory's own parser on each experiment, started as its pods start it."""
+    from render.propose.deepcheck import Launcher, deep_check
+
+    def launcher(exp: Experiment) -> Launcher:
+        ds = exp.deepspeed_config or {}
+        zero = ds.get("zero_optimization") if isinstance(ds, dict) else None
+        stage = zero.get("stage") if isinstance(zero, dict) else None
+        deepspeed = exp.train.get("deepspeed") is not None
+        return Launcher(uses_torchrun(exp.launch.processes, deepspeed), stage == 3)
 
     out = []
-    results = deep_check([e.train for e in queue])
+    results = deep_check([e.train for e in queue], launchers=[launcher(e) for e in queue])
     for exp, res in zip(queue, results, strict=True):
-        if res.error is not None:
+        if res.error is not None and res.environment:
+            out.append(exp.finding(("train",), "not checked: the environment running the "
+                                   f"deep check lacks a package this config needs ({res.error})",
+                                   "install it here to run `ftops lint --deep` (the training "
+                                   "image needs it too); this is not a mistake in the "
+                                   "experiment", "deep-environment"))
+        elif res.error is not None:
             out.append(exp.finding(("train",), "LLaMA-Factory rejects the arguments: "
                                    f"{res.error}", "fix the argument it names", "deep"))
     return out

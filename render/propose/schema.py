@@ -33,6 +33,7 @@ from render.propose.yamlsource import PathPart
 
 LLAMAFACTORY_VERSION = "0.9.5"
 LF_SCHEMA = f"llamafactory-{LLAMAFACTORY_VERSION}.schema.json"
+OTHER_MODES = f"llamafactory-{LLAMAFACTORY_VERSION}.other-modes.json"
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"  # <repo>/schemas
 
 Locate = Callable[[tuple[PathPart, ...], str, str], Finding]
@@ -128,6 +129,19 @@ def lf_keys() -> set[str]:
     return set(load_schema(LF_SCHEMA)["properties"])
 
 
+@cache
+def other_modes() -> dict[str, str]:
+    """Keys LLaMA-Factory parses only in a mode ftops does not run -> the hint saying so."""
+    data = load_schema(OTHER_MODES)
+    hints = {key: (f"{key} is a TrainingArguments field of transformers 4.x; the training "
+                   "image runs transformers 5, where it was removed: drop it or use its "
+                   "replacement") for key in data.get("transformers4", [])}
+    hints.update({key: (f"{key} exists only in LLaMA-Factory's Megatron mode (USE_MCA=1, "
+                        "mcore_adapter), which ftops does not launch: remove it")
+                  for key in data.get("megatron", [])})
+    return hints
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
     return f"did you mean {matches[0]!r}?" if matches else ""
@@ -155,7 +169,8 @@ def _error_to_finding(error: jsonschema.ValidationError, locate: Locate) -> list
         for key in error.instance:
             if key in props:
                 continue
-            hint = did_you_mean(str(key), props)
+            hint = (other_modes().get(str(key), "") if in_train and len(path) == 1 else ""
+                    ) or did_you_mean(str(key), props)
             where = "LLaMA-Factory " + LLAMAFACTORY_VERSION if in_train else "this section"
             if not hint and not path and str(key) in lf_keys():
                 hint = "LLaMA-Factory arguments go under train:"

@@ -6,11 +6,12 @@ be reported, so clean files pay nothing for them.
 
 Bounded: a file is at most `MAX_FILE_BYTES`, nests at most `MAX_DEPTH` levels (checked on
 the text before libyaml composes it: its composer recurses in C), and aliases may not
-expand it past `MAX_NODES` values (a 1 KB alias bomb would otherwise become gigabytes
-in every later step). Only JSON values come out: strings as keys; strings, finite
-numbers (integers within 64 bits), booleans, null, lists and mappings as values. A
-date, `!!binary`, `!!set`, `.nan` or `1e999` is refused here with its place, because
-everything downstream (hashing, ConfigMaps, LLaMA-Factory) speaks JSON.
+expand it past `MAX_NODES` values or `MAX_FILE_BYTES` characters (a 1 KB alias bomb
+would otherwise become gigabytes in every later step). Only JSON values come out:
+strings as keys; strings, finite numbers (integers within 64 bits), booleans, null,
+lists and mappings as values. A date, `!!binary`, `!!set`, `.nan` or `1e999` is refused
+here with its place, because everything downstream (hashing, ConfigMaps, LLaMA-Factory)
+speaks JSON.
 """
 
 from __future__ import annotations
@@ -247,6 +248,7 @@ def _check_expansion(root: yaml.Node,
                      aliases: list[tuple[yaml.Node, tuple[PathPart, ...], yaml.Mark]]) -> None:
     """Size and depth of the tree that aliases expand to, memoized per node (post-order)."""
     size: dict[int, int] = {}
+    chars: dict[int, int] = {}  # characters of the scalars it expands to
     depth: dict[int, int] = {}
     entered: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
@@ -256,6 +258,8 @@ def _check_expansion(root: yaml.Node,
         kids = _children(node)
         if done:
             size[nid] = 1 + sum(size[id(k)] for k in kids)
+            chars[nid] = (len(node.value) if isinstance(node, yaml.ScalarNode)
+                          else sum(chars[id(k)] for k in kids))
             depth[nid] = 1 + max((depth[id(k)] for k in kids), default=-1)
             continue
         if nid in size:
@@ -266,10 +270,11 @@ def _check_expansion(root: yaml.Node,
         entered.add(nid)
         stack.append((node, True))
         stack.extend((k, False) for k in kids if id(k) not in size)
-    if size[id(root)] > MAX_NODES and aliases:
-        _, path, mark = max(aliases, key=lambda a: size[id(a[0])])
-        raise _Refused(mark, path, f"aliases expand this file to {size[id(root)]:,} values "
-                       f"(at most {MAX_NODES:,}): a YAML alias bomb is refused",
+    if aliases and (size[id(root)] > MAX_NODES or chars[id(root)] > MAX_FILE_BYTES):
+        _, path, mark = max(aliases, key=lambda a: (size[id(a[0])], chars[id(a[0])]))
+        raise _Refused(mark, path, f"aliases expand this file to {size[id(root)]:,} values, "
+                       f"{chars[id(root)]:,} characters (at most {MAX_NODES:,} values, "
+                       f"{MAX_FILE_BYTES:,} characters): a YAML alias bomb is refused",
                        "write the values out, or use fewer aliases")
     if depth[id(root)] > MAX_DEPTH:
         raise _Refused(root.start_mark, (), f"aliases nest this file deeper than {MAX_DEPTH} "

@@ -4,10 +4,13 @@ registry and the Secrets within the profile's limits."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 from render.errors import Finding
-from render.propose.experiment import Experiment
+from render.k8snames import CONFIGMAP_MAX_BYTES
+from render.propose.experiment import Experiment, used_datasets
 from render.propose.profile import PROFILE_PATH
 from render.propose.quotas import KUEUE_DIR
 from render.propose.rules.context import Context
@@ -57,6 +60,38 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
             yield exp.finding(("launch", "nodes") if "nodes" in raw else ("launch",),
                               problem, f"use fewer nodes or GPUs, or raise the quota in "
                               f"{KUEUE_DIR}/", "resources")
+
+
+# What the run's ConfigMap holds besides the train config, dataset entries and DeepSpeed
+# config: spec.json (identity, key hyperparameters, paths) and the keys ftops adds.
+CONFIGMAP_OVERHEAD = 16 * 1024
+
+
+def configmap_size(exp: Experiment) -> tuple[int, tuple[str, ...]]:
+    """An upper estimate of the run's ConfigMap (bytes), and the train key whose content
+    is the largest part of it (where a finding points)."""
+    info = exp.registration.get("dataset_info")
+    info = info if isinstance(info, dict) else {}
+    parts: dict[tuple[str, ...], Any] = {
+        ("train",): exp.train,
+        ("train", "dataset"): {n: info.get(n) for n in used_datasets(exp.train)},
+        ("train", "deepspeed"): exp.deepspeed_config or {},
+    }
+    sizes = {where: len(json.dumps(value, indent=2, sort_keys=True).encode())
+             for where, value in parts.items()}
+    return sum(sizes.values()) + CONFIGMAP_OVERHEAD, max(sizes, key=lambda k: sizes[k])
+
+
+def check_size(exp: Experiment, ctx: Context) -> Iterator[Finding]:
+    """The run's ConfigMap within what the API server accepts (it would refuse it only at
+    apply, after merge)."""
+    size, where = configmap_size(exp)
+    if size > CONFIGMAP_MAX_BYTES:
+        yield exp.finding(where, f"the run's ConfigMap would hold about {size:,} bytes (train "
+                          "config, dataset_info entries, DeepSpeed config); Kubernetes refuses "
+                          f"more than {CONFIGMAP_MAX_BYTES:,}",
+                          "keep data in storage: dataset_info entries name files, they do not "
+                          "hold them", "resources")
 
 
 def _limits(exp: Experiment, raw: dict[str, object]) -> Iterator[Finding]:
