@@ -21,6 +21,7 @@ import yaml
 from render.errors import FatalError
 
 KUEUE_DIR = Path("k8s-base") / "components" / "kueue"
+GPU = "nvidia.com/gpu"  # reported first: the resource people size a run by
 
 _SUFFIX: dict[str, int | Fraction] = {
     "": 1, "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000),
@@ -80,7 +81,7 @@ class Quotas:
         if cq is None:
             return (f"LocalQueue {queue!r} points at ClusterQueue {cq_name!r}, which "
                     f"{KUEUE_DIR} does not define")
-        for resource, amount in pod.items():
+        for resource, amount in sorted(pod.items(), key=lambda kv: kv[0] != GPU):
             flavors = cq.covered.get(resource)
             if flavors is None:
                 return f"ClusterQueue {cq.name} has no quota for {resource}"

@@ -305,6 +305,9 @@ def parse(text: str, file: str) -> YamlDoc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        if "nesting depth" in problem:  # libyaml's own limit, met before ours
+            raise YamlError(Finding(file, line, col, "$", f"nested deeper than {MAX_DEPTH} "
+                                    "levels", _DEEP_HINT, "yaml")) from None
         raise YamlError(
             Finding(file, line, col, "$", f"YAML syntax error: {problem}",
                     "fix the YAML syntax (indentation, quotes, colons)", "yaml")
