@@ -58,12 +58,15 @@ def create_new(path: Path, data: bytes) -> None:
 def symlink_under(base: Path, path: Path) -> Path | None:
     """The first component of `path` below `base` (`path` itself included) that is a
     symlink, or None. `path` must be `base` or lie (lexically) under it."""
-    rel = Path(os.path.normpath(path)).relative_to(os.path.normpath(base))
-    current = Path(os.path.normpath(base))
-    for part in rel.parts:
-        current = current / part
-        if current.is_symlink():
-            return current
+    top = os.path.normpath(base)
+    rel = os.path.relpath(os.path.normpath(path), top)
+    if rel == ".":
+        return None
+    current = top
+    for part in rel.split(os.sep):
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            return Path(current)
     return None
 
 

@@ -54,8 +54,8 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
     yield from _limits(exp, raw)
     gpu = p.gpu_types.get(launch.gpu_type)
     if gpu is not None and launch.queue in p.queues:
-        problem = ctx.quotas.problem(launch.queue, launch.gpu_type,
-                                     gpu.pod_requests(launch.gpus_per_node), launch.nodes)
+        problem = ctx.admission_problem(launch.queue, launch.gpu_type,
+                                        gpu.pod_requests(launch.gpus_per_node), launch.nodes)
         if problem:
             yield exp.finding(("launch", "nodes") if "nodes" in raw else ("launch",),
                               problem, f"use fewer nodes or GPUs, or raise the quota in "
@@ -65,6 +65,7 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
 # What the run's ConfigMap holds besides the train config, dataset entries and DeepSpeed
 # config: spec.json (identity, key hyperparameters, paths) and the keys ftops adds.
 CONFIGMAP_OVERHEAD = 16 * 1024
+COMPACT_ENOUGH = 8 * 1024
 
 
 def configmap_size(exp: Experiment) -> tuple[int, tuple[str, ...]]:
@@ -77,8 +78,14 @@ def configmap_size(exp: Experiment) -> tuple[int, tuple[str, ...]]:
         ("train", "dataset"): {n: info.get(n) for n in used_datasets(exp.train)},
         ("train", "deepspeed"): exp.deepspeed_config or {},
     }
-    sizes = {where: len(json.dumps(value, indent=2, sort_keys=True).encode())
-             for where, value in parts.items()}
+    # Compact JSON (the C encoder) first; indentation can add at most ~66 bytes a value
+    # (32 levels), so below COMPACT_ENOUGH it cannot reach the limit: the exact indented
+    # size is only worked out for the rare large config.
+    sizes = {where: len(json.dumps(value, separators=(",", ":"))) for where, value in
+             parts.items()}
+    if sum(sizes.values()) > COMPACT_ENOUGH:
+        sizes = {where: len(json.dumps(value, indent=2, sort_keys=True).encode())
+                 for where, value in parts.items()}
     return sum(sizes.values()) + CONFIGMAP_OVERHEAD, max(sizes, key=lambda k: sizes[k])
 
 

@@ -39,6 +39,8 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
                                               re.I)),
 )
 
+ANY_PATTERN = re.compile("|".join(f"(?:{p.pattern})" for _, p in PATTERNS), re.I)
+
 # Field names that say they hold a secret: *_token, *password, api_key, wandb_key, ...
 SECRET_FIELD = re.compile(
     r"(^|_)(password|passwd|token|secret|api_?key|access_?key|private_?key|secret_?key"
@@ -63,16 +65,17 @@ def scan_text(text: str, file: str) -> Iterator[Finding]:
 def scan_values(data: Any, text: str, locate: Locate) -> Iterator[Finding]:
     """Known secret shapes in parsed strings (keys and values) that the text does not
     hold verbatim: what `scan_text` cannot see."""
-    for path, key, value in _walk(data, ()):
-        for string in (key, value):
-            if not isinstance(string, str):
-                continue
-            for what, pattern in PATTERNS:
-                match = pattern.search(string)
-                if match and match.group() not in text:
-                    yield locate(path, f"this value holds what looks like {what} (written "
-                                 "across lines or escaped); secrets never go in experiment "
-                                 "files")
+    strings = [(path, s) for path, key, value in _walk(data, ())
+               for s in (key, value) if isinstance(s, str)]
+    if not ANY_PATTERN.search("\n".join(s for _, s in strings)):
+        return  # the common case: one regex pass over every string at once
+    for path, string in strings:
+        for what, pattern in PATTERNS:
+            match = pattern.search(string)
+            if match and match.group() not in text:
+                yield locate(path, f"this value holds what looks like {what} (written "
+                             "across lines or escaped); secrets never go in experiment "
+                             "files")
 
 
 def scan_fields(data: Any, locate: Locate,
@@ -98,9 +101,9 @@ def _walk(value: Any, path: tuple[PathPart, ...],
         if here:
             yield here, key, current
         if isinstance(current, dict):
-            stack.extend(((*here, k), k, v) for k, v in reversed(list(current.items())))
+            stack.extend(((*here, k), k, v) for k, v in current.items())
         elif isinstance(current, list):
-            stack.extend(((*here, i), i, v) for i, v in reversed(list(enumerate(current))))
+            stack.extend(((*here, i), i, v) for i, v in enumerate(current))
 
 
 def _is_reference(path: tuple[PathPart, ...]) -> bool:
