@@ -27,6 +27,7 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from render.errors import Finding
 from render.propose.yamlsource import PathPart
@@ -95,13 +96,17 @@ def prepared(name: str) -> dict[str, Any]:
         return node
 
     out: dict[str, Any] = walk(load_schema(name))
+    # Without "$schema", a `$ref` into this schema keeps the referring validator's class
+    # (ours, with strict integers); with it, jsonschema would switch to the stock class.
+    out.pop("$schema", None)
     return out
 
 
 @cache
 def _registry() -> Registry:
     return Registry().with_resources(
-        [(name, Resource.from_contents(prepared(name))) for name in SCHEMAS])
+        [(name, Resource.from_contents(prepared(name), default_specification=DRAFT202012))
+         for name in SCHEMAS])
 
 
 def _strict_integer(checker: Any, instance: Any) -> bool:
