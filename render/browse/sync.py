@@ -111,7 +111,8 @@ def _sync_files(
             continue
         differ.append(rel)
         if write:
-            confined(root.parent, root / rel, "outputs-index/")  # never write through a link
+            # never write into a linked folder (a link at the file itself is replaced)
+            confined(root.parent, (root / rel).parent, "outputs-index/")
             parent = rel.rpartition("/")[0]
             if parent and parent not in made:
                 (root / parent).mkdir(parents=True, exist_ok=True)

@@ -114,7 +114,7 @@ def _limits(exp: Experiment, raw: dict[str, object]) -> Iterator[Finding]:
                           + f" (limits.allowed_images in {PROFILE_PATH})", "resources")
     for env, ref in launch.env_from_secrets.items():
         secret = ref.split("/", 1)[0]
-        if secret not in p.allowed_secrets:
+        if "/" in ref and secret not in p.allowed_secrets:  # else the schema says it
             yield exp.finding(("launch", "env_from_secrets", env),
                               f"Secret {secret!r} is not one runs may read",
                               did_you_mean(secret, p.allowed_secrets)
