@@ -53,7 +53,13 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
                               "resources")
     yield from _limits(exp, raw)
     gpu = p.gpu_types.get(launch.gpu_type)
-    if gpu is not None and launch.queue in p.queues:
+    local_queues = ctx.quotas.local_queues
+    if launch.queue in p.queues and launch.queue not in local_queues:
+        yield exp.finding(("launch", "queue") if "queue" in raw else ("launch",),
+                          f"queue {launch.queue!r} has no LocalQueue in {KUEUE_DIR}/",
+                          f"add it to {KUEUE_DIR}/local-queues.yaml, or use one of "
+                          + ", ".join(sorted(local_queues)), "resources")
+    elif gpu is not None and launch.queue in p.queues:
         problem = ctx.admission_problem(launch.queue, launch.gpu_type,
                                         gpu.pod_requests(launch.gpus_per_node), launch.nodes)
         if problem:
