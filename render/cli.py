@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from render.errors import FatalError
+from render.errors import FatalError, printable
 
 if TYPE_CHECKING:
     from render.launch.local import Delivered
@@ -57,8 +57,6 @@ def _specs(args: argparse.Namespace) -> tuple[Workspace, list[RunSpec]]:
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    import yaml
-
     from render.propose.lint import lint
 
     if args.deep:
@@ -91,9 +89,11 @@ def cmd_lint(args: argparse.Namespace) -> int:
             _say(f"ok: {result.files_checked} file(s) checked, "
                  f"{len(result.experiments)} experiment(s)")
     if args.show:
+        from render.yamldump import dump_yaml
+
         for exp in result.experiments:
-            print(f"# {exp.path} (resolved)")
-            print(yaml.safe_dump(exp.resolved(), sort_keys=False), end="")
+            print(f"# {printable(exp.path)} (resolved)")
+            print(dump_yaml(exp.resolved()), end="")
     return 0 if result.ok else 1
 
 
@@ -597,8 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except FatalError as exc:
         for line in exc.details:
-            print(line, file=sys.stderr)
-        print(f"ftops: error: {exc}", file=sys.stderr)
+            print(printable(line), file=sys.stderr)
+        print(f"ftops: error: {printable(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ftops: interrupted", file=sys.stderr)

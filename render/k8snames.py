@@ -1,17 +1,19 @@
 """Kubernetes' rules for names and label values, for every stage that makes or checks one.
 
 RFC 1123 DNS labels (object names, hostnames: at most 63 characters of [a-z0-9-]) and
-label values (at most 63 characters, alphanumeric at both ends). Names ftops generates
-from these rules are in `render.propose.naming`.
+label values (at most 63 characters, alphanumeric at both ends), and the ConfigMap size
+limit. Names ftops generates from these rules are in `render.propose.naming`.
 """
 
 from __future__ import annotations
 
 import re
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 MAX_LABEL = 63
+# The API server refuses a ConfigMap whose data (keys and values) exceeds 1 MiB.
+CONFIGMAP_MAX_BYTES = 1024 * 1024
 
 
 def dns_label(text: str, max_len: int = MAX_LABEL) -> str:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 CELL_MAX = 160  # characters of one user string in a cell, before escaping
 
 # Pipes and newlines would split a table row, backticks open code spans, brackets make
-# links, and "<" / "&" start HTML or entities.
+# links, "<" / "&" start HTML or entities, and "@" notifies a user or team on GitHub.
 _ESCAPES: dict[int, str] = {
     ord("\\"): "\\\\",
     ord("|"): "\\|",
@@ -28,6 +28,7 @@ _ESCAPES: dict[int, str] = {
     ord("<"): "&lt;",
     ord(">"): "&gt;",
     ord("&"): "&amp;",
+    ord("@"): "@\u200b",  # a zero-width space after "@": no @user or @org/team mention
 }
 for _c in [*range(0x00, 0x20), 0x7F, 0x85, 0x2028, 0x2029]:
     _ESCAPES[_c] = " "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from render.browse.readme import README_NAME, generate
 from render.browse.svg import SVG_SUFFIX
-from render.fsutil import atomic_write, create_new
+from render.fsutil import atomic_write, confined, create_new
 from render.record.index import load_by_dataset
 
 
@@ -111,6 +111,8 @@ def _sync_files(
             continue
         differ.append(rel)
         if write:
+            # never write into a linked folder (a link at the file itself is replaced)
+            confined(root.parent, (root / rel).parent, "outputs-index/")
             parent = rel.rpartition("/")[0]
             if parent and parent not in made:
                 (root / parent).mkdir(parents=True, exist_ok=True)

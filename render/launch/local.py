@@ -20,7 +20,7 @@ from render.errors import FatalError
 from render.launch import trainer
 from render.manifests.runspec import RunSpec, git_commit, to_json
 from render.ports import free_port
-from render.propose.experiment import Experiment, Workspace
+from render.propose.experiment import Experiment, Workspace, uses_torchrun
 from render.record import hook
 from render.record.destination import Delivery, IndexDestination
 from render.record.hook import RUN_JSON
@@ -86,7 +86,7 @@ def launch_local(ws: Workspace, exp: Experiment, *, work: Path, storage_root: st
     (output_dir / CONFIG_SUBDIR / SPEC_JSON).write_text(node_spec.to_json(), "utf-8")
     env = {"NNODES": "1", "NODE_RANK": "0", "FTOPS_RUN_ID": spec.run_id,
            "OUTPUT_DIR": str(output_dir)}
-    if nproc > 1:
+    if uses_torchrun(nproc, exp.deepspeed_config is not None):
         env.update({"FORCE_TORCHRUN": "1", "NPROC_PER_NODE": str(nproc),
                     "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
     if exp.launch.gpus_per_node == 0:

@@ -9,6 +9,7 @@ code is the trainer's, so JobSet restarts the group on a retryable failure.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 
 from render.launch import trainer
 from render.manifests.runspec import CONFIG_ERROR_EXIT
+from render.propose.deepcheck import Launcher, deep_check
 from render.record import hook
 from render.record.destination import Delivery, IndexDestination
 from render.record.identity import NodeSpec
@@ -30,9 +32,8 @@ def node_run(spec_path: Path) -> int:
     output_dir = Path(spec.output_dir)
     rank = int(os.environ.get("NODE_RANK", "0"))
     train_cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
-    from render.propose.deepcheck import deep_check
 
-    problem = deep_check([train_cfg])[0].error
+    problem = deep_check([train_cfg], launchers=[_launcher(train_cfg)])[0].error
     if problem is not None:
         print(f"ftops node-run: LLaMA-Factory rejects the configuration: {problem}",
               file=sys.stderr)
@@ -43,6 +44,20 @@ def node_run(spec_path: Path) -> int:
     if rank == 0:
         run_hook(spec, output_dir, exit_code=code, started_at=started, train_cfg=train_cfg)
     return code
+
+
+def _launcher(train_cfg: dict[str, Any]) -> Launcher:
+    """How this pod was started (the JobSet sets FORCE_TORCHRUN only for torchrun runs),
+    so the deep check parses as the trainer will."""
+    zero3 = False
+    ds = train_cfg.get("deepspeed")
+    if isinstance(ds, str):
+        try:
+            zero = json.loads(Path(ds).read_text(encoding="utf-8")).get("zero_optimization")
+            zero3 = isinstance(zero, dict) and zero.get("stage") == 3
+        except (OSError, ValueError, AttributeError):
+            zero3 = False
+    return Launcher(os.environ.get("FORCE_TORCHRUN") == "1", zero3)
 
 
 def hook_from_spec(spec_path: Path, *, exit_code: int, output_dir: Path | None = None,

@@ -5,6 +5,8 @@ argv, no shell).
 One replicatedJob `node` of one Job with N indexed pods (parallelism = completions =
 nodes); the node rank is the pod's completion index; pod 0 is the torchrun master,
 reached through the JobSet's headless Service. Kueue holds it suspended until admitted.
+Torchrun is forced only where it runs more than one process, or DeepSpeed
+(`uses_torchrun`); one process trains without a process group.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from render.manifests.runspec import (
     RunSpec,
 )
 from render.propose import naming
+from render.propose.experiment import uses_torchrun
 from render.record.identity import PRIORITY_LABEL, QUEUE_LABEL, RUN_ID_LABEL, SPEC_JSON
 
 API_VERSION = "jobset.x-k8s.io/v1alpha2"
@@ -43,8 +46,9 @@ def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
     gpu = profile.gpu_types[launch.gpu_type]
     nodes = launch.nodes
     master = f"{naming.pod_hostname(spec.jobset, 0)}.{spec.jobset}"
+    torchrun = uses_torchrun(launch.processes, e.deepspeed_config is not None)
     env: list[dict[str, Any]] = [
-        {"name": "FORCE_TORCHRUN", "value": "1"},
+        *([{"name": "FORCE_TORCHRUN", "value": "1"}] if torchrun else []),
         {"name": "NNODES", "value": str(nodes)},
         {"name": "NODE_RANK", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
@@ -60,12 +64,7 @@ def build(spec: RunSpec, report_to: str) -> dict[str, Any]:
         secret, key = ref.split("/", 1)
         env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
 
-    resources: dict[str, Any] = {
-        "cpu": str(max(int(gpu.cpu_per_node * 0.9), 1)),
-        "memory": f"{max(int(gpu.memory_per_node_gib * 0.9), 1)}Gi",
-    }
-    if launch.gpus_per_node:
-        resources["nvidia.com/gpu"] = str(launch.gpus_per_node)
+    resources: dict[str, Any] = dict(gpu.pod_requests(launch.gpus_per_node))
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": f"{spec.jobset}-config"}},
         {"name": "dshm", "emptyDir": {"medium": "Memory",

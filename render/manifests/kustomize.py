@@ -1,5 +1,8 @@
 """Per-run Kustomize overlays over k8s-base/, and building them with real Kustomize.
 
+Nothing is written or deleted through a symlink inside the output folder (a committed
+`.rendered/<dataset>` link would otherwise point render's deletes and writes elsewhere).
+
 An overlay is a folder `<out>/<dataset>/<model>/<experiment>/` holding the generated
 JobSet, the files its ConfigMap is generated from, and a kustomization that adds the
 k8s-base components (common settings, the storage profile). Building many overlays
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from render.errors import FatalError
+from render.fsutil import confined
 from render.yamldump import dump_yaml
 
 BASE = "k8s-base"
@@ -48,7 +52,7 @@ def write_overlays(out: Path, overlays: Sequence[Overlay]) -> list[Path]:
     """Write each overlay into out/<key>/, replacing what a previous render left there."""
     dirs = []
     for overlay in overlays:
-        folder = out / overlay.key
+        folder = confined(out, out / overlay.key, "the render output")
         if folder.exists():
             shutil.rmtree(folder)
         for name, text in overlay.files.items():
@@ -82,7 +86,7 @@ def build(out: Path, repo_root: Path, groups: Sequence[Group]) -> list[str]:
     are the same; the components are loaded once per chunk, not once per run.
     """
     for stale in (out / GROUPS_DIR, out / BATCH_DIR):
-        shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(confined(out, stale, "the render output"), ignore_errors=True)
     chunks: list[str] = []
     for group in groups:
         for start in range(0, len(group.run_dirs), CHUNK):

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from render.errors import FatalError
+from render.fsutil import confined
 from render.manifests import jobset
 from render.manifests.kustomize import (
     BASE,
@@ -109,6 +110,7 @@ _RUN_LABEL = re.compile(
 
 def render(specs: Sequence[RunSpec], out: Path, repo_root: Path) -> list[Rendered]:
     """Write overlays and `manifests.yaml` (the built objects) for every spec."""
+    _check_out(out, repo_root)
     out.mkdir(parents=True, exist_ok=True)
     overlays = [make_overlay(s, out / f"{s.exp.dataset}/{s.exp.model}/{s.exp.name}", repo_root)
                 for s in specs]
@@ -135,6 +137,14 @@ def render(specs: Sequence[RunSpec], out: Path, repo_root: Path) -> list[Rendere
     return results
 
 
+def _check_out(out: Path, repo_root: Path) -> None:
+    """An output folder inside the checkout is reached through no symlink (a committed
+    `.rendered` link would send render's deletes and writes outside the checkout)."""
+    top = Path(os.path.normpath(out))
+    if top.is_relative_to(repo_root):
+        confined(repo_root, top, "the checkout")
+
+
 def diff_trees(expected: Path, actual: Path) -> list[str]:
     """Relative paths that differ between two rendered trees (for golden checks)."""
     out: list[str] = []
@@ -151,8 +161,9 @@ def diff_trees(expected: Path, actual: Path) -> list[str]:
 def check_tree(specs: Sequence[RunSpec], out: Path, repo_root: Path) -> list[str]:
     """Render into a sibling folder at the same depth and compare with `out`."""
     scratch = out.with_name(out.name + ".check")
-    if scratch.exists():
-        shutil.rmtree(scratch)
+    _check_out(scratch, repo_root)
+    if scratch.is_symlink() or scratch.exists():
+        shutil.rmtree(confined(out.parent, scratch, "the render output"))
     try:
         render(specs, scratch, repo_root)
         if not out.exists():

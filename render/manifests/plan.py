@@ -153,6 +153,7 @@ def plan_one(ws: Workspace, spec: RunSpec) -> dict[str, Any]:
         ("layout", Markdown(f"{launch.nodes} node(s) × {launch.gpus_per_node} GPU(s) = "
                             f"{launch.total_gpus} GPU(s)")),
         ("flavor", code(launch.gpu_type)),
+        ("image", code(launch.image)),
         ("queue / priority", Markdown(f"{code(launch.queue)} / {code(launch.priority)}")),
         ("estimate", Markdown(f"{_fmt_hours(est.wall_hours)} wall, {gpu_hours} GPU-hours"
                               f" ({est.how})")),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from render.propose import naming
-from render.propose.experiment import Experiment, dataset_names
+from render.propose.experiment import Experiment, used_datasets
 from render.record.identity import RunIdentity
 
 # Inside the pod.
@@ -93,7 +93,7 @@ class RunSpec:
         info = self.exp.registration.get("dataset_info") or {}
         base = self.data_location(local_root)
         out: dict[str, Any] = {}
-        for name in dataset_names(self.exp.train.get("dataset")):
+        for name in used_datasets(self.exp.train):
             entry = dict(info.get(name) or {})
             if "file_name" in entry and base:
                 entry["file_name"] = f"{base}/{entry['file_name']}"

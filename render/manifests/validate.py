@@ -5,7 +5,7 @@ cache of the pinned versions (`go mod download`, cached by Go; nothing is copied
 this repository). Unknown fields are errors here (the API server would silently prune
 them). Core kinds: kubernetes-validate's schemas for the matching Kubernetes version.
 CEL rules and webhooks are not evaluated here; the server-side dry run on the local
-control plane covers them.
+control plane covers them. A ConfigMap over the API server's size limit is refused here.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from render.errors import FatalError
+from render.k8snames import CONFIGMAP_MAX_BYTES
 from render.manifests.versions import JOBSET, KUBERNETES, KUEUE
 
 MODULES = {
@@ -91,9 +92,25 @@ def crd_validators() -> dict[tuple[str, str], Draft202012Validator]:
     return out
 
 
+def configmap_bytes(doc: dict[str, Any]) -> int:
+    """What the API server counts against CONFIGMAP_MAX_BYTES: keys and values of data
+    (UTF-8) and binaryData (decoded)."""
+    import base64
+
+    total = 0
+    for key, value in (doc.get("data") or {}).items():
+        total += len(str(key).encode()) + len(str(value).encode())
+    for key, value in (doc.get("binaryData") or {}).items():
+        total += len(str(key).encode()) + len(base64.b64decode(str(value)))
+    return total
+
+
 def validate_object(doc: dict[str, Any]) -> list[str]:
     api, kind = str(doc.get("apiVersion", "")), str(doc.get("kind", ""))
     name = f"{kind}/{doc.get('metadata', {}).get('name', '?')}"
+    if kind == "ConfigMap" and configmap_bytes(doc) > CONFIGMAP_MAX_BYTES:
+        return [f"{name}: data holds {configmap_bytes(doc):,} bytes; the API server refuses "
+                f"more than {CONFIGMAP_MAX_BYTES:,}"]
     group = api.split("/", 1)[0] if "/" in api else ""
     if group in MODULES:
         validator = crd_validators().get((api, kind))

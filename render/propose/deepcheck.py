@@ -6,6 +6,14 @@ logging: none of that may leak into the caller) and returns, per dict, None or t
 parser's one-line error, with notes on what was changed first: on a machine without a
 GPU bf16/fp16 are turned off, and `deepspeed` is removed (it needs a distributed launch).
 `ftops lint --deep` and `ftops node-run` (before training, in the pod) use it.
+
+It parses the way the pods will: a config whose run starts under torchrun (more than
+one process, or DeepSpeed: `uses_torchrun`) is parsed as one process of a distributed
+run (this CPU cannot join a process group, so the parser is told the parallel mode the
+pods have, and whether their DeepSpeed config is ZeRO-3), where LLaMA-Factory refuses
+layer-wise GaLore/APOLLO and BAdam without ZeRO-3. A package the config needs that is
+missing here (galore_torch, badam, ...) is reported as this environment's gap
+(`environment=True`), not as a mistake in the config.
 """
 
 from __future__ import annotations
@@ -30,6 +38,15 @@ class DeepCheckResult:
     error: str | None  # None: LLaMA-Factory's parser accepted the config
     notes: list[str] = field(default_factory=list)  # what was changed before parsing
     seconds: float = 0.0
+    environment: bool = False  # the error is a package missing here, not the config's
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """How the pods start the config: under torchrun (a distributed run) or not."""
+
+    distributed: bool = False
+    zero3: bool = False  # the DeepSpeed config is ZeRO stage 3
 
 
 # Runs in the child. Reads {"configs": [...]} on stdin, writes one JSON line per config.
@@ -54,9 +71,14 @@ try:
     has_deepspeed = True
 except BaseException:
     has_deepspeed = False
+from transformers.training_args import ParallelMode
+from llamafactory.hparams import parser as lf_parser
+from llamafactory.hparams.training_args import TrainingArguments as LFArgs
+zero3_check = lf_parser.is_deepspeed_zero3_enabled
 cuda = torch.cuda.is_available()
-for cfg in req["configs"]:
+for cfg, launcher in zip(req["configs"], req["launchers"]):
     notes = []
+    env_gap = False
     try:
         if not isinstance(cfg, dict):
             raise TypeError(f"train must be a mapping, got {type(cfg).__name__}")
@@ -74,8 +96,22 @@ for cfg in req["configs"]:
                 else:
                     notes.append("deepspeed: removed for the check (needs a distributed launch)")
                 cfg.pop("deepspeed")
-            get_train_args(cfg)
+            if launcher["distributed"]:
+                # the pods run under torchrun; this CPU cannot join their process group
+                LFArgs.parallel_mode = property(lambda self: ParallelMode.DISTRIBUTED)
+                lf_parser.is_deepspeed_zero3_enabled = lambda: launcher["zero3"]
+                notes.append("parsed as one process of a distributed (torchrun) run, "
+                             "as the pods will")
+            try:
+                get_train_args(cfg)
+            finally:
+                if "parallel_mode" in LFArgs.__dict__:
+                    del LFArgs.parallel_mode
+                lf_parser.is_deepspeed_zero3_enabled = zero3_check
         out.write(json.dumps({"error": None, "notes": notes}) + "\n")
+    except ImportError as exc:  # a package this config needs is not installed here
+        out.write(json.dumps({"error": one_line(exc), "notes": notes, "environment": True})
+                  + "\n")
     except BaseException as exc:
         out.write(json.dumps({"error": one_line(exc), "notes": notes}) + "\n")
     out.flush()
@@ -96,14 +132,17 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def deep_check(trains: Sequence[Any], *, python: str | None = None,
-               timeout: float = TIMEOUT_S) -> list[DeepCheckResult]:
-    """LLaMA-Factory's verdict on each train dict (in order), all in one child process
-    (the import costs most of the time). Never raises for bad input."""
+def deep_check(trains: Sequence[Any], *, launchers: Sequence[Launcher] | None = None,
+               python: str | None = None, timeout: float = TIMEOUT_S) -> list[DeepCheckResult]:
+    """LLaMA-Factory's verdict on each train dict (in order), each parsed as its pods
+    start it (`launchers`, default: one process), all in one child process (the import
+    costs most of the time). Never raises for bad input."""
     if not trains:
         return []
     start = time.monotonic()
-    payload = json.dumps({"configs": list(trains)}, default=str)
+    launch = list(launchers) if launchers is not None else [Launcher()] * len(trains)
+    payload = json.dumps({"configs": list(trains),
+                          "launchers": [vars(x) for x in launch]}, default=str)
     with tempfile.TemporaryDirectory(prefix="ftops-deepcheck-cwd-") as cwd:
         try:
             proc = subprocess.run(
@@ -125,7 +164,8 @@ def deep_check(trains: Sequence[Any], *, python: str | None = None,
         except ValueError:
             continue
         if isinstance(row, dict) and "error" in row:
-            results.append(DeepCheckResult(row["error"], list(row.get("notes") or []), elapsed))
+            results.append(DeepCheckResult(row["error"], list(row.get("notes") or []), elapsed,
+                                           bool(row.get("environment"))))
     if len(results) < len(trains):
         tail = " ".join(proc.stderr.strip().splitlines()[-1:]) or f"exit code {proc.returncode}"
         err = f"deep check crashed: {tail}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,8 +21,19 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from render.errors import Finding
-from render.propose.profile import Profile, load_profile
-from render.propose.yamlsource import PathPart, YamlDoc, YamlError, json_path, load
+from render.fsutil import symlink_under
+from render.propose.profile import DURATION, Profile, duration_seconds, load_profile
+from render.propose.yamlsource import (
+    INT_MAX,
+    INT_MIN,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    PathPart,
+    YamlDoc,
+    YamlError,
+    json_path,
+    load,
+)
 
 EXPERIMENTS_DIR = "experiments"
 DEFAULTS_NAME = "_defaults.yaml"
@@ -49,6 +61,71 @@ def dataset_names(value: Any) -> list[str]:
     return []
 
 
+def symlink_finding(rel: str) -> Finding:
+    """A symlink under experiments/ (or an input reached through one): never followed."""
+    return Finding(rel, 1, 1, "$", "is a symbolic link; experiments/ holds only regular files "
+                   "and folders", "replace the link with the file or folder itself (ftops "
+                   "never follows links out of the checkout)", "layout")
+
+
+def deepspeed_path_problem(ds: object) -> str | None:
+    """Why `train.deepspeed` cannot name a shipped config, or None."""
+    prefix = f"{EXPERIMENTS_DIR}/{DEEPSPEED_DIR}/"
+    if (not isinstance(ds, str) or not ds.startswith(prefix) or "/" in ds[len(prefix):]
+            or ds.endswith("/") or ".." in ds or "\\" in ds):
+        return f"deepspeed must name a file in {prefix}"
+    return None
+
+
+def read_deepspeed(root: Path, ds: str) -> dict[str, Any]:
+    """The DeepSpeed config `ds` (repository-relative), within the bounds every input has:
+    a regular file (no symlink), at most MAX_FILE_BYTES, JSON nested at most MAX_DEPTH
+    levels, finite numbers; ValueError saying what is wrong otherwise."""
+    path = root / ds
+    if symlink_under(root, path) is not None:
+        raise ValueError("is a symbolic link; use the file itself")
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ValueError(f"is larger than {MAX_FILE_BYTES:,} bytes")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError("is not UTF-8 text") from None
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a finite number")
+
+    try:
+        data = json.loads(text, parse_constant=refuse_constant)
+    except RecursionError:
+        raise ValueError(f"nests deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("must hold a JSON object")
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nests deeper than {MAX_DEPTH} levels")
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+        elif isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+            raise ValueError("holds an integer that does not fit in 64 bits")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("holds a number too large for a float")
+    return data
+
+
+def used_datasets(train: dict[str, Any]) -> list[str]:
+    """Every dataset a run reads: train.dataset, then train.eval_dataset (each once); all
+    must be registered, and all are shipped in the run's dataset_info.json."""
+    names = dataset_names(train.get("dataset")) + dataset_names(train.get("eval_dataset"))
+    return list(dict.fromkeys(names))
+
+
 def canonical_hash(data: Any) -> str:
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -72,9 +149,22 @@ class Launch:
         return self.nodes * self.gpus_per_node
 
     @property
+    def processes(self) -> int:
+        """Training processes: one per GPU, one per node on CPU."""
+        return self.nodes * max(self.gpus_per_node, 1)
+
+    @property
     def time_limit_seconds(self) -> int:
-        unit = {"m": 60, "h": 3600, "d": 86400}[self.time_limit[-1]]
-        return int(self.time_limit[:-1]) * unit
+        return duration_seconds(self.time_limit) or 86400
+
+
+def uses_torchrun(processes: int, deepspeed: bool) -> bool:
+    """Whether a run starts under torchrun (FORCE_TORCHRUN=1): with more than one process,
+    or for DeepSpeed (which needs a process group even for one). One process alone is
+    not distributed: LLaMA-Factory refuses layer-wise GaLore, layer-wise APOLLO and
+    BAdam in a distributed run, even of world size 1. The JobSet and `launch --local`
+    both decide with this."""
+    return processes > 1 or deepspeed
 
 
 @dataclass
@@ -120,9 +210,9 @@ class Experiment:
             value = raw.get(key, default)
             return value if isinstance(value, int) and not isinstance(value, bool) else default
 
-        def text(key: str, default: str, pattern: str = "") -> str:
+        def text(key: str, default: str, pattern: re.Pattern[str] | None = None) -> str:
             value = raw.get(key, default)
-            if not isinstance(value, str) or (pattern and not re.match(pattern, value)):
+            if not isinstance(value, str) or (pattern and not pattern.fullmatch(value)):
                 return default
             return value
 
@@ -134,7 +224,7 @@ class Experiment:
             queue=text("queue", p.default_queue),
             priority=text("priority", p.default_priority),
             max_restarts=num("max_restarts", 2),
-            time_limit=text("time_limit", "24h", r"^[1-9][0-9]*[mhd]$"),
+            time_limit=text("time_limit", "24h", DURATION),
             image=text("image", p.default_image),
             storage=text("storage", p.default_storage),
             env_from_secrets={str(k): str(v) for k, v in secrets.items()}
@@ -153,7 +243,7 @@ class Experiment:
         The train arguments, the dataset registration it uses, the DeepSpeed config and
         the process layout; not metadata, queue or priority (they do not change results).
         """
-        names = dataset_names(self.train.get("dataset"))
+        names = used_datasets(self.train)
         info = self.registration.get("dataset_info") or {}
         launch = self.launch
         return canonical_hash(
@@ -259,9 +349,13 @@ class Workspace:
             return str(path)
 
     def doc(self, path: Path) -> YamlDoc | None:
-        """Parsed file, cached; None when absent; raises YamlError when invalid."""
+        """Parsed file, cached; None when absent; raises YamlError when invalid or reached
+        through a symlink (never followed: it could point outside the checkout)."""
         if path not in self._docs:
-            if not path.is_file():
+            link = symlink_under(self.root, path)
+            if link is not None:
+                self._docs[path] = YamlError(symlink_finding(self.rel(link)))
+            elif not path.is_file():
                 self._docs[path] = None
             else:
                 try:
@@ -339,10 +433,9 @@ class Workspace:
             profile=self.profile,
         )
         ds = exp.train.get("deepspeed")
-        if isinstance(ds, str) and ds:
-            ds_path = self.root / ds
+        if isinstance(ds, str) and deepspeed_path_problem(ds) is None:
             try:
-                exp.deepspeed_config = json.loads(ds_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                exp.deepspeed_config = read_deepspeed(self.root, ds)
+            except ValueError:
                 exp.deepspeed_config = None  # the deepspeed rule reports it
         return exp, findings

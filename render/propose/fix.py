@@ -130,7 +130,7 @@ def fix(ws: Workspace, paths: Iterable[Path] | None) -> list[Change]:
     """Fix the experiment and defaults files lint would check; write the changed ones."""
     from render.propose.lint import select
 
-    rels, _ = select(ws, paths)
+    rels, _, _ = select(ws, paths)  # problems with the selection: lint, run next, reports them
     out: list[Change] = []
     for rel in rels:
         if layout.classify(rel) not in ("experiment", "defaults"):

@@ -284,7 +284,7 @@ def _secret(key: str, value: Any, res: ImportResult) -> bool:
             "text)", ""))
         return True
     env = SECRET_ENV.get(key, re.sub(r"[^A-Z0-9_]", "_", key.upper()))
-    secret = re.sub(r"[^a-z0-9-]+", "-", key.lower()).strip("-")
+    secret = env.lower().replace("_", "-")  # the profile's convention: HF_TOKEN -> hf-token
     res.lines.append(f"not copied: {key} held {what}; launch.env_from_secrets gets "
                      f"{env}: {secret}/value")
     res.decisions.append(Decision(
@@ -570,10 +570,17 @@ def _launch(ws: Workspace, src: Source, train: dict[str, Any], opts: Options,
         chosen = (gpu or cpu)[0]
         launch["gpu_type"] = chosen.name
         launch["gpus_per_node"] = chosen.gpus_per_node
+        why = ""
+        if chosen.gpus_per_node > 1 and _one_process(train):
+            # LLaMA-Factory refuses these distributed (rules/train.py); its own examples
+            # of them run on one GPU
+            launch["gpus_per_node"] = 1
+            why = " (one GPU: layer-wise GaLore/APOLLO and BAdam without DeepSpeed train " \
+                "in a single process)"
         res.decisions.append(Decision(
-            "gpu-type", f"launch: {chosen.gpus_per_node} x {chosen.name} per node, the "
-            "cluster profile's first " + ("GPU type" if chosen.gpus_per_node else "CPU type"),
-            "--gpu-type TYPE, --gpus-per-node N, --nodes N"))
+            "gpu-type", f"launch: {launch['gpus_per_node']} x {chosen.name} per node, the "
+            "cluster profile's first " + ("GPU type" if chosen.gpus_per_node else "CPU type")
+            + why, "--gpu-type TYPE, --gpus-per-node N, --nodes N"))
     if opts.gpus_per_node is not None:
         launch["gpus_per_node"] = opts.gpus_per_node
     if opts.nodes is not None:
@@ -583,6 +590,14 @@ def _launch(ws: Workspace, src: Source, train: dict[str, Any], opts: Options,
                                if k in launch}
     ordered.update({k: v for k, v in launch.items() if k not in ordered})
     return ordered
+
+
+def _one_process(train: dict[str, Any]) -> bool:
+    """A config LLaMA-Factory trains only in one process when no DeepSpeed is given."""
+    if train.get("deepspeed") is not None:
+        return False
+    return bool(train.get("use_badam")) or any(
+        train.get(f"use_{m}") and train.get(f"{m}_layerwise") for m in ("galore", "apollo"))
 
 
 def _git_user(root: Path) -> str:

@@ -1,11 +1,19 @@
-"""File layout under experiments/: only the files the format defines."""
+"""File layout under experiments/: only the files the format defines, and only regular
+files (a symlink could point anywhere: a DeepSpeed config linked to a credentials file
+would ship it to the cluster)."""
 
 from __future__ import annotations
 
 from pathlib import PurePosixPath
 
 from render.errors import Finding
-from render.propose.experiment import DATASET_NAME, DEEPSPEED_DIR, DEFAULTS_NAME, EXPERIMENTS_DIR
+from render.propose.experiment import (
+    DATASET_NAME,
+    DEEPSPEED_DIR,
+    DEFAULTS_NAME,
+    EXPERIMENTS_DIR,
+    symlink_finding,
+)
 
 LAYOUT_HINT = (f"experiments hold <dataset>/<model>/<name>_v<N>.yaml, "
                f"<dataset>/{DATASET_NAME}, {DEFAULTS_NAME} at the dataset and model levels, "
@@ -34,6 +42,9 @@ def classify(rel: str) -> str:
     return "invalid"
 
 
+__all__ = ["LAYOUT_HINT", "check", "classify", "symlink_finding"]
+
+
 def check(rel: str) -> list[Finding]:
     kind = classify(rel)
     if kind != "invalid":
@@ -43,3 +54,4 @@ def check(rel: str) -> list[Finding]:
         hint = "use the .yaml extension; " + hint
     return [Finding(rel, 1, 1, "$", "file is not part of the experiment layout", hint,
                     "layout")]
+

@@ -1,7 +1,9 @@
-"""The cluster profile (k8s-base/cluster-profile.yaml): what the cluster offers."""
+"""The cluster profile (k8s-base/cluster-profile.yaml): what the cluster offers, and what
+a run may use there (its longest time limit, the image registries and the Secrets)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +12,17 @@ import yaml
 from render.errors import FatalError
 
 PROFILE_PATH = Path("k8s-base") / "cluster-profile.yaml"
+
+DURATION = re.compile(r"([1-9][0-9]{0,8})([mhd])")  # 90m, 12h, 2d
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400}
+# Of a node's CPU and memory, what a training pod asks for (the rest: system daemons).
+POD_SHARE = 0.9
+
+
+def duration_seconds(text: str) -> int | None:
+    """Seconds of a duration such as 90m, 12h or 2d; None when it is not one."""
+    match = DURATION.fullmatch(text)
+    return int(match.group(1)) * _UNIT_S[match.group(2)] if match else None
 
 
 @dataclass(frozen=True)
@@ -21,6 +34,17 @@ class GpuType:
     node_labels: dict[str, str] = field(default_factory=dict)
     # Peak dense bf16 TFLOP/s of one GPU: the plan's estimate when no run measured one.
     peak_tflops: float | None = None
+
+    def pod_requests(self, gpus: int) -> dict[str, str]:
+        """The resources one training pod of this type requests (and is limited to), as
+        Kubernetes quantities: what the JobSet asks and what Kueue's quota must admit."""
+        requests = {
+            "cpu": str(max(int(self.cpu_per_node * POD_SHARE), 1)),
+            "memory": f"{max(int(self.memory_per_node_gib * POD_SHARE), 1)}Gi",
+        }
+        if gpus:
+            requests["nvidia.com/gpu"] = str(gpus)
+        return requests
 
 
 @dataclass(frozen=True)
@@ -42,6 +66,19 @@ class Profile:
     default_priority: str
     max_nodes: int
     gpu_types: dict[str, GpuType]
+    max_time_limit: str  # the longest launch.time_limit of one attempt
+    # Image repositories runs may pull from ("registry/path": the image must start with it
+    # and "/", ":" or "@"), and the Secrets env_from_secrets may read.
+    allowed_images: tuple[str, ...]
+    allowed_secrets: tuple[str, ...]
+
+    @property
+    def max_time_limit_s(self) -> int:
+        return duration_seconds(self.max_time_limit) or 0
+
+    def image_allowed(self, image: str) -> bool:
+        return any(image.startswith(repo) and image[len(repo):len(repo) + 1] in ("/", ":", "@")
+                   for repo in self.allowed_images)
 
 
 def load_profile(repo_root: Path) -> Profile:
@@ -59,7 +96,8 @@ def load_profile(repo_root: Path) -> Profile:
         gpu_types = {
             name: GpuType(name=name, **spec) for name, spec in raw["gpu_types"].items()
         }
-        return Profile(
+        limits = raw["limits"]
+        profile = Profile(
             namespace=raw["namespace"],
             default_image=raw["default_image"],
             service_account=raw["service_account"],
@@ -77,6 +115,16 @@ def load_profile(repo_root: Path) -> Profile:
             default_priority=raw["default_priority"],
             max_nodes=int(raw["max_nodes"]),
             gpu_types=gpu_types,
+            max_time_limit=str(limits["max_time_limit"]),
+            allowed_images=tuple(str(r).rstrip("/") for r in limits["allowed_images"]),
+            allowed_secrets=tuple(str(s) for s in limits["allowed_secrets"]),
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise FatalError(f"{PROFILE_PATH}: missing or malformed field {exc}") from None
+    if duration_seconds(profile.max_time_limit) is None:
+        raise FatalError(f"{PROFILE_PATH}: limits.max_time_limit {profile.max_time_limit!r} "
+                         "is not a duration such as 7d")
+    if not profile.image_allowed(profile.default_image):
+        raise FatalError(f"{PROFILE_PATH}: default_image {profile.default_image!r} is not "
+                         "under limits.allowed_images")
+    return profile

@@ -26,7 +26,7 @@ from itertools import chain, groupby
 from pathlib import Path
 
 from render.errors import FatalError
-from render.fsutil import atomic_write
+from render.fsutil import atomic_write, confined
 from render.record.runrecord import MAX_LOSS_POINTS, STATUSES, Metrics, RunRecord
 
 INDEX_DIR = "outputs-index"  # at the repository root
@@ -44,6 +44,7 @@ STATUS_RANK: dict[str, int] = {
 
 # Path components of an entry: no separators, no "..", no leading dot or dash.
 _KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+KEY_PART_MAX = 128  # characters of one part (the `{0,127}` above): lint checks names with it
 _NUMBER_TYPES = frozenset({int, float})
 
 
@@ -198,7 +199,8 @@ def write_entry(root: Path, record: RunRecord) -> Path:
 def merge_entry(root: Path, record: RunRecord, *, replace_equal: bool = True) -> tuple[Path, bool]:
     """Like `write_entry`, also saying whether the file changed."""
     check_key(record)
-    path = root / record.index_key
+    # a committed symlink (outputs-index/<dataset> -> /elsewhere) is never written through
+    path = confined(root.parent, root / record.index_key, f"{INDEX_DIR}/")
     existing = read_entry(path, root) if path.exists() else None
     winner = merge_records(existing, record, replace_equal=replace_equal)
     text = winner.to_json()

@@ -158,6 +158,12 @@ def test_apply_explains_a_missing_queue(ws: Path, devcluster: Any,
     profile = ws / "k8s-base/cluster-profile.yaml"
     profile.write_text(profile.read_text().replace("queues: [research, production]",
                                                    "queues: [research, production, nightly]"))
+    # the repository declares the queue (lint reads Kueue's component), the cluster's
+    # admins have not applied it yet: apply must say so
+    queues = ws / "k8s-base/components/kueue/local-queues.yaml"
+    queues.write_text(queues.read_text() + "---\napiVersion: kueue.x-k8s.io/v1beta1\n"
+                      "kind: LocalQueue\nmetadata:\n  name: nightly\n"
+                      "  namespace: llm-experiments\nspec:\n  clusterQueue: llm-gpus\n")
     exp = ws / LORA
     exp.write_text(exp.read_text().replace("  max_restarts: 2", "  max_restarts: 2\n"
                                            "  queue: nightly"))

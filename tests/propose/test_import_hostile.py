@@ -138,12 +138,20 @@ def test_secrets_are_not_copied(root: Path, tmp_path: Path) -> None:
     config = {**BASE, "hf_hub_token": token, "run_name": f"run-{token}",
               "use_swanlab": True, "swanlab_api_key": "sk-live-123456"}
     res = _import(root, tmp_path, config)
+    # the profile's limits allow hf-token, not swanlab-api-key: the import stops there
+    assert [d.text for d in res.blocking if "swanlab-api-key" in d.text and
+            "is not one runs may read" in d.text] and not res.written
+    profile = root / "k8s-base/cluster-profile.yaml"
+    profile.write_text(profile.read_text().replace(
+        "allowed_secrets: [hf-token, wandb-api-key]",
+        "allowed_secrets: [hf-token, wandb-api-key, swanlab-api-key]"))
+    res = _import(root, tmp_path, config)
     assert res.clean, [d.text for d in res.blocking]
     text = (root / res.path).read_text()
     assert token not in text and "sk-live-123456" not in text
     written = yaml.safe_load(text)
     assert written["launch"]["env_from_secrets"] == {
-        "HF_TOKEN": "hf-hub-token/value", "SWANLAB_API_KEY": "swanlab-api-key/value"}
+        "HF_TOKEN": "hf-token/value", "SWANLAB_API_KEY": "swanlab-api-key/value"}
     assert "train.run_name was left out because its value held a Hugging Face token" in \
         " ".join(d.text for d in res.decisions)
     assert not {"hf_hub_token", "run_name", "swanlab_api_key"} & set(written["train"])

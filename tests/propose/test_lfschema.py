@@ -185,3 +185,33 @@ def test_deep_check_uses_llamafactorys_parser() -> None:
     for r in (ok, extra, ppo, bad_sched):
         assert r.error is None or "\n" not in r.error
     json.dumps([r.error for r in (ok, extra)])  # plain strings
+
+
+def test_dataclass_fields_reads_a_source_without_importing_it() -> None:
+    source = (
+        "import not_installed_anywhere\n"
+        "@dataclass\n"
+        "class TrainingArguments(Base):\n"
+        "    tensor_model_parallel_size: int = 1\n"
+        "    _private: int = 0\n"
+        "    derived: int = field(init=False)\n"
+        "    sequence_parallel: bool = field(default=False, metadata={'help': 'x'})\n"
+        "class Other:\n"
+        "    ignored: int = 0\n"
+    )
+    assert lfschema.dataclass_fields(source, ["TrainingArguments"]) == [
+        "tensor_model_parallel_size", "sequence_parallel"]
+
+
+def test_other_modes_file_lists_only_keys_our_parser_lacks(schema: dict[str, object]) -> None:
+    """Each key in other-modes.json is unknown to LLaMA-Factory 0.9.5 as ftops runs it
+    (a key in both would get a wrong hint), and the file says how it was made."""
+    data = json.loads(lfschema.OTHER_MODES_PATH.read_text())
+    assert "scripts/gen_other_modes.py" in data["$comment"]
+    ours = set(schema["properties"])  # type: ignore[call-overload]
+    for mode in ("transformers4", "megatron"):
+        assert data[mode] and data[mode] == sorted(set(data[mode]))
+        assert not ours & set(data[mode]), mode
+    assert not set(data["transformers4"]) & set(data["megatron"])
+    assert "no_cuda" in data["transformers4"]
+    assert "tensor_model_parallel_size" in data["megatron"]

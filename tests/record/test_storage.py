@@ -407,7 +407,7 @@ def test_blob_corrupted_twice_is_fatal_naming_the_file(
     _wrap_upload_many(monkeypatch, corrupt_always)
     with pytest.raises(FatalError) as err:
         _gcs_backend(gcs_emulator).open().upload_dir(src, "exp")
-    msg = str(err.value)
+    msg = "\n".join((str(err.value), *err.value.details))
     assert "1 file(s) could not be stored" in msg
     assert "exp/trainer_state.json: stored size/CRC32C differ from the local file, twice" in msg
     assert "Run the upload again" in msg
@@ -441,11 +441,11 @@ def test_failed_upload_is_retried_then_fatal_then_resumable(
     with monkeypatch.context() as mp, pytest.raises(FatalError) as err:
         _wrap_upload_many(mp, fail_some)
         backend.open().upload_dir(src, "exp")
-    msg = str(err.value)
+    msg = "\n".join((str(err.value), *err.value.details))
     assert "2 file(s) could not be stored in gs://" in msg
     assert "exp/adapter_model.safetensors: ServiceUnavailable: 503 backend unavailable" in msg
     assert "exp/checkpoint-10/rng_state.pth" in msg
-    assert f"({len(TREE) - 2} other file(s) were stored and verified)" in msg
+    assert f"({len(TREE) - 2} other file(s) were stored and verified;" in msg
     assert len(tries) == 3  # first try + 2 retries, each only the failed files
     assert tries[1] == tries[2] == sorted(broken)
     assert backend.read("exp/adapter_model.safetensors") is None

@@ -28,6 +28,7 @@ EXPERIMENT_RULES: tuple[Rule, ...] = (
     consistency.check,
     train.check,
     resources.check,
+    resources.check_size,
     deepspeed.check,
     secrets.check_fields,
     history.check_immutable,

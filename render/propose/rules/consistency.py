@@ -26,12 +26,13 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
                           f"dataset: {exp.dataset}", "consistency")
     info = exp.registration.get("dataset_info")
     if isinstance(info, dict) and exp.dataset_doc is not None:
-        for name in names:
-            if name not in info:
-                yield exp.finding(("train", "dataset"),
-                                  f"dataset {name!r} is not registered",
-                                  f"add it under dataset_info: in {folder}/{DATASET_NAME}",
-                                  "consistency")
+        for key in ("dataset", "eval_dataset"):
+            for name in dataset_names(train.get(key)):
+                if name not in info:
+                    yield exp.finding(("train", key), f"{key.replace('_', ' ')} {name!r} is "
+                                      "not registered",
+                                      f"add it under dataset_info: in {folder}/{DATASET_NAME}",
+                                      "consistency")
     model = train.get("model_name_or_path")
     if isinstance(model, str) and model and model_slug(model) != exp.model:
         yield exp.finding(("train", "model_name_or_path"),

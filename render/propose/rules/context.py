@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from render.errors import FatalError
 from render.propose.experiment import Experiment, Workspace
+from render.propose.quotas import Quotas, load_quotas
 from render.record.index import ENTRY_SEPARATOR, INDEX_DIR, entries_by_experiment, read_entry
 from render.record.runrecord import RunRecord
 
@@ -16,6 +18,20 @@ class Context:
     ws: Workspace
     _runs: dict[str, list[RunRecord]] = field(default_factory=dict)
     _listing: dict[tuple[str, str], dict[str, list[Path]]] = field(default_factory=dict)
+    _admission: dict[tuple[object, ...], str | None] = field(default_factory=dict)
+
+    @cached_property
+    def quotas(self) -> Quotas:
+        """The Kueue queues and quotas of k8s-base/components/kueue/ (read once)."""
+        return load_quotas(self.ws.root)
+
+    def admission_problem(self, queue: str, flavor: str, pod: dict[str, str], pods: int
+                          ) -> str | None:
+        """`Quotas.problem`, remembered per layout (many experiments share one)."""
+        key = (queue, flavor, tuple(sorted(pod.items())), pods)
+        if key not in self._admission:
+            self._admission[key] = self.quotas.problem(queue, flavor, pod, pods)
+        return self._admission[key]
 
     def past_runs(self, exp: Experiment) -> list[RunRecord]:
         """Runs recorded in outputs-index/ for this experiment (the folder is listed once,

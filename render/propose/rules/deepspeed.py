@@ -1,12 +1,18 @@
-"""A referenced DeepSpeed config exists, is JSON, and lives in experiments/_deepspeed/."""
+"""A referenced DeepSpeed config is a regular file in experiments/_deepspeed/, valid JSON
+within the input bounds (it is shipped to the cluster in the run's ConfigMap)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 from render.errors import Finding
-from render.propose.experiment import DEEPSPEED_DIR, EXPERIMENTS_DIR, Experiment
+from render.propose.experiment import (
+    DEEPSPEED_DIR,
+    EXPERIMENTS_DIR,
+    Experiment,
+    deepspeed_path_problem,
+    read_deepspeed,
+)
 from render.propose.rules.context import Context
 
 PREFIX = f"{EXPERIMENTS_DIR}/{DEEPSPEED_DIR}/"
@@ -17,18 +23,19 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
     if ds is None:
         return
     where = ("train", "deepspeed")
-    if not isinstance(ds, str) or not ds.startswith(PREFIX) or ".." in ds:
-        yield exp.finding(where, f"deepspeed must name a file under {PREFIX}",
+    problem = deepspeed_path_problem(ds)
+    if problem is not None or not isinstance(ds, str):
+        yield exp.finding(where, problem or "deepspeed must be a path",
                           f"e.g. deepspeed: {PREFIX}ds_z3.json", "deepspeed")
         return
     path = ctx.ws.root / ds
-    if not path.is_file():
+    if not path.is_file() and not path.is_symlink():
         shipped = sorted(p.name for p in path.parent.glob("*.json"))
         yield exp.finding(where, f"DeepSpeed config {ds!r} does not exist",
                           "available: " + ", ".join(shipped) if shipped else "add the file",
                           "deepspeed")
         return
     try:
-        json.loads(path.read_text(encoding="utf-8"))
+        read_deepspeed(ctx.ws.root, ds)
     except ValueError as exc:
-        yield exp.finding(where, f"{ds} is not valid JSON: {exc}", "fix the JSON", "deepspeed")
+        yield exp.finding(where, f"{ds} {exc}", "fix the file", "deepspeed")

@@ -1,15 +1,25 @@
-"""No secrets in experiment files: known token shapes anywhere, and literal values in
-fields whose names say they hold one. Messages never repeat the secret."""
+"""No secrets in anything that reaches the cluster: experiment files, `_defaults.yaml`,
+`dataset.yaml` and DeepSpeed configs (all end up in git, and the last two in the run's
+ConfigMap). Messages never repeat the secret.
+
+Three checks, each over every one of those files:
+- `scan_text`: known token shapes anywhere in the text, comments included;
+- `scan_values`: the same shapes in the parsed strings, where the text cannot show them
+  whole (a token split by a YAML escaped line break or folded over lines);
+- `scan_fields`: a literal value (string or number) in a field whose name says it holds
+  a secret (`hf_token`, `api_key`, `wandb_key`, `private_key`, ...).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from render.errors import Finding
 from render.propose.experiment import Experiment
 from render.propose.rules.context import Context
+from render.propose.yamlsource import PathPart
 
 HINT = ("put the value in a Kubernetes Secret and reference it under "
         "launch.env_from_secrets (e.g. HF_TOKEN: hf-token/token); then revoke it, "
@@ -29,10 +39,16 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
                                               re.I)),
 )
 
+ANY_PATTERN = re.compile("|".join(f"(?:{p.pattern})" for _, p in PATTERNS), re.I)
+
+# Field names that say they hold a secret: *_token, *password, api_key, wandb_key, ...
 SECRET_FIELD = re.compile(
-    r"(^|_)(password|passwd|token|secret|api_key|apikey|access_key|private_key|credentials?)$",
+    r"(^|_)(password|passwd|token|secret|api_?key|access_?key|private_?key|secret_?key"
+    r"|auth_?key|wandb_?key|hf_?key|credentials?)$",
     re.I,
 )
+
+Locate = Callable[[tuple[PathPart, ...], str], Finding]
 
 
 def scan_text(text: str, file: str) -> Iterator[Finding]:
@@ -46,22 +62,60 @@ def scan_text(text: str, file: str) -> Iterator[Finding]:
                               HINT, "secrets")
 
 
+def scan_values(data: Any, text: str, locate: Locate) -> Iterator[Finding]:
+    """Known secret shapes in parsed strings (keys and values) that the text does not
+    hold verbatim: what `scan_text` cannot see."""
+    strings = [(path, s) for path, key, value in _walk(data, ())
+               for s in (key, value) if isinstance(s, str)]
+    if not ANY_PATTERN.search("\n".join(s for _, s in strings)):
+        return  # the common case: one regex pass over every string at once
+    for path, string in strings:
+        for what, pattern in PATTERNS:
+            match = pattern.search(string)
+            if match and match.group() not in text:
+                yield locate(path, f"this value holds what looks like {what} (written "
+                             "across lines or escaped); secrets never go in experiment "
+                             "files")
+
+
+def scan_fields(data: Any, locate: Locate,
+                skip: Callable[[tuple[PathPart, ...]], bool] = lambda p: False
+                ) -> Iterator[Finding]:
+    """Fields named like secrets must not hold a literal string or number."""
+    for path, key, value in _walk(data, (), skip):
+        if (isinstance(key, str) and SECRET_FIELD.search(key) and value is not None
+                and not isinstance(value, bool | dict | list) and str(value).strip()):
+            yield locate(path, f"{key} holds a literal value")
+
+
+def _walk(value: Any, path: tuple[PathPart, ...],
+          skip: Callable[[tuple[PathPart, ...]], bool] = lambda p: False
+          ) -> Iterator[tuple[tuple[PathPart, ...], PathPart | None, Any]]:
+    """(path, key, value) of every value under `value` (iteratively: inputs are bounded,
+    but this must not recurse on a deep one)."""
+    stack: list[tuple[tuple[PathPart, ...], PathPart | None, Any]] = [(path, None, value)]
+    while stack:
+        here, key, current = stack.pop()
+        if here and skip(here):
+            continue
+        if here:
+            yield here, key, current
+        if isinstance(current, dict):
+            stack.extend(((*here, k), k, v) for k, v in current.items())
+        elif isinstance(current, list):
+            stack.extend(((*here, i), i, v) for i, v in enumerate(current))
+
+
+def _is_reference(path: tuple[PathPart, ...]) -> bool:
+    return len(path) > 2 and path[:2] == ("launch", "env_from_secrets")
+
+
 def check_fields(exp: Experiment, ctx: Context) -> Iterator[Finding]:
-    """Fields named like secrets must not hold a literal value."""
-    yield from _walk(exp, exp.merged, ())
+    """The merged experiment: secret-named fields, and token shapes the text hides
+    (each reported in the file that set the value)."""
+    def locate(path: tuple[PathPart, ...], message: str) -> Finding:
+        return exp.finding(path, message, HINT, "secrets")
 
-
-def _walk(exp: Experiment, value: Any, path: tuple[str | int, ...]) -> Iterator[Finding]:
-    if isinstance(value, dict):
-        for key, sub in value.items():
-            sub_path = (*path, key)
-            if path[:2] == ("launch", "env_from_secrets"):
-                continue  # references, not values
-            if (isinstance(key, str) and SECRET_FIELD.search(key)
-                    and isinstance(sub, str | int) and str(sub).strip()):
-                yield exp.finding(sub_path, f"{key} holds a literal value", HINT, "secrets")
-            else:
-                yield from _walk(exp, sub, sub_path)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _walk(exp, item, (*path, i))
+    texts = "\n".join(doc.text for doc in {exp.doc, *exp.origins.values()})
+    yield from scan_fields(exp.merged, locate, _is_reference)
+    yield from scan_values(exp.merged, texts, locate)

@@ -7,7 +7,7 @@ from typing import Any
 
 from render.errors import Finding
 from render.propose import schema
-from render.propose.experiment import Experiment, dataset_names
+from render.propose.experiment import Experiment, dataset_names, uses_torchrun
 from render.propose.rules.context import Context
 
 # Set by ftops for every run; a user value would break run isolation or resume.
@@ -35,6 +35,7 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
                           "add do_train: true", "train")
     yield from _template(exp, t)
     yield from _combinations(exp, t)
+    yield from _launcher(exp, t)
 
 
 def _template(exp: Experiment, t: dict[str, Any]) -> Iterator[Finding]:
@@ -97,3 +98,42 @@ def _combinations(exp: Experiment, t: dict[str, Any]) -> Iterator[Finding]:
         yield exp.finding(("train", "bf16" if t.get("bf16") else "fp16"),
                           "mixed precision needs GPUs; this experiment trains on CPU",
                           "remove it or set launch.gpus_per_node", "train")
+
+
+def _zero_stage(exp: Experiment) -> object:
+    ds = exp.deepspeed_config
+    zero = ds.get("zero_optimization") if isinstance(ds, dict) else None
+    return zero.get("stage") if isinstance(zero, dict) else None
+
+
+def _launcher(exp: Experiment, t: dict[str, Any]) -> Iterator[Finding]:
+    """What LLaMA-Factory refuses under the launcher the layout gets (`uses_torchrun`):
+    in a distributed run, layer-wise GaLore or APOLLO, ratio BAdam, and layer-wise BAdam
+    without ZeRO-3; with DeepSpeed, GaLore and APOLLO at all."""
+    deepspeed = t.get("deepspeed") is not None
+    if deepspeed and (t.get("use_galore") or t.get("use_apollo")):
+        key = "use_galore" if t.get("use_galore") else "use_apollo"
+        yield exp.finding(("train", key), f"{key} cannot be combined with DeepSpeed "
+                          "(LLaMA-Factory refuses it)", "remove deepspeed or " + key, "train")
+    processes = exp.launch.processes
+    if not uses_torchrun(processes, deepspeed):
+        return
+    why = (f"this layout runs {processes} processes (nodes × GPUs per node), a distributed "
+           "run" if processes > 1 else "DeepSpeed starts a distributed run, even on one GPU")
+    one = "or train on one GPU without DeepSpeed (nodes: 1, gpus_per_node: 1)"
+    for method in ("galore", "apollo"):
+        if t.get(f"use_{method}") and t.get(f"{method}_layerwise"):
+            yield exp.finding(("train", f"{method}_layerwise"),
+                              f"layer-wise {method.upper() if method == 'apollo' else 'GaLore'}"
+                              f" cannot run distributed: {why}",
+                              f"set {method}_layerwise: false, {one}", "train")
+    if t.get("use_badam"):
+        if t.get("badam_mode", "layer") == "ratio":
+            yield exp.finding(("train", "badam_mode"), f"ratio BAdam cannot run distributed: "
+                              f"{why}", f"use badam_mode: layer with DeepSpeed ZeRO-3, {one}",
+                              "train")
+        elif _zero_stage(exp) != 3:
+            yield exp.finding(("train", "use_badam"), "layer-wise BAdam in a distributed run "
+                              f"needs DeepSpeed ZeRO-3: {why}",
+                              f"set deepspeed to a ZeRO-3 config (e.g. "
+                              f"experiments/_deepspeed/ds_z3.json), {one}", "train")

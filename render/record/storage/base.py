@@ -110,11 +110,12 @@ def _crc32c_b64(path: Path) -> str:
 
 
 def _fail_list(problems: dict[str, str], done: int, where: str) -> FatalError:
-    lines = "\n".join(f"  {key}: {why}" for key, why in sorted(problems.items()))
+    """One line of message; the files, one per line, as details (printed before it)."""
     return FatalError(
         f"{len(problems)} file(s) could not be stored in {where} "
-        f"({done} other file(s) were stored and verified):\n{lines}\n"
-        "Run the upload again: files already stored intact are skipped."
+        f"({done} other file(s) were stored and verified; see above). "
+        "Run the upload again: files already stored intact are skipped.",
+        tuple(f"  {key}: {why}" for key, why in sorted(problems.items())),
     )
 
 
