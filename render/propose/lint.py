@@ -19,6 +19,7 @@ from render.propose.experiment import EXPERIMENTS_DIR, Experiment, Workspace
 from render.propose.profile import PROFILE_PATH
 from render.propose.rules import EXPERIMENT_RULES, Context, secrets
 from render.propose.yamlsource import PathPart, YamlError
+from render.record.indexref import IndexAt
 
 
 @dataclass
@@ -69,11 +70,14 @@ def _absolute(root: Path, path: Path) -> Path:
     return Path(os.path.normpath(root / path))
 
 
-def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = False) -> LintResult:
+def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = False,
+         index_at: IndexAt | None = None) -> LintResult:
+    """Lint `paths` (default: every file under experiments/). `index_at`: judge what has
+    run by that commit's outputs-index/ (the base branch in CI), not the checkout's."""
     rels, exp_paths = select(ws, paths)
     result = LintResult(files_checked=len(rels))
     findings: set[Finding] = set()
-    ctx = Context(ws)
+    ctx = Context(ws, index_at)
     scanned: set[str] = set()
     deep_queue: list[Experiment] = []
 
@@ -132,11 +136,12 @@ def _check_dataset(ws: Workspace, path: Path) -> list[Finding]:
     return out
 
 
-def require_clean(ws: Workspace, paths: Iterable[Path] | None = None) -> list[Experiment]:
+def require_clean(ws: Workspace, paths: Iterable[Path] | None = None, *,
+                  index_at: IndexAt | None = None) -> list[Experiment]:
     """The experiments of `paths` (default: all), sorted by path, when they lint clean;
     else a FatalError listing every finding (render, plan, apply and launch refuse to go
     on with any problem)."""
-    result = lint(ws, paths)
+    result = lint(ws, paths, index_at=index_at)
     if not result.ok:
         raise FatalError(f"{len(result.findings)} lint problem(s); fix them first "
                          "(`ftops lint` shows them again)",
