@@ -38,7 +38,7 @@ class BaseView:
 
     ref: str
     index: IndexAt  # its outputs-index/ entries
-    edits: list[str]  # changes to outputs-index/ since it (`indexref.edits_since`)
+    edits: list[tuple[str, str]]  # (what, path) under outputs-index/ since it
     # (experiment, diff lines) of a k8s-base/ change; None when k8s-base/ is unchanged
     manifest_diffs: list[tuple[str, list[str]]] | None = None
 
@@ -218,7 +218,8 @@ def plan(ws: Workspace, specs: Sequence[RunSpec], base: BaseView | None = None) 
         marker=Markdown(MARKER), runs=runs, launching=len(launching),
         total_gpus=sum(s.exp.launch.total_gpus for s in launching),
         base=code(base.ref[:12]) if base is not None else None,
-        edits=base.edits if base is not None else [],
+        edits=[Markdown(f"{esc(what)} {code(path)}") for what, path in base.edits]
+        if base is not None else [],
         manifest_diffs=None if diffs is None else [
             (path, [Markdown(line.replace("```", "'''")) for line in lines])
             for path, lines in diffs]))

@@ -108,14 +108,14 @@ def entries_at(repo: Path, ref: str) -> IndexAt:
     return found
 
 
-def edits_since(repo: Path, ref: str) -> list[str]:
+def edits_since(repo: Path, ref: str) -> list[tuple[str, str]]:
     """Each change under outputs-index/ from commit `ref` to the working tree, as
-    "<what> <path>" (added, deleted, modified, a symlink, a type change), sorted."""
+    (what, path): added, deleted, modified, type changed, "(a symlink)"; by path."""
     commit = resolve(repo, ref)
     out = _git(repo, "diff", "--raw", "-z", "--no-renames", "--no-ext-diff", commit, "--",
                f"{INDEX_DIR}/")
     fields = out.decode("utf-8", "surrogateescape").split("\0")
-    edits: list[str] = []
+    edits: list[tuple[str, str]] = []
     i = 0
     while i + 1 < len(fields):
         meta, path = fields[i], fields[i + 1]
@@ -131,11 +131,11 @@ def edits_since(repo: Path, ref: str) -> list[str]:
             status, status)
         if "120000" in special:
             what += " (a symlink)"
-        edits.append(f"{what} {path}")
+        edits.append((what, path))
     untracked = _git(repo, "ls-files", "--others", "--exclude-standard", "-z", "--",
                      f"{INDEX_DIR}/")
     for path in untracked.decode("utf-8", "surrogateescape").split("\0"):
         if path and (not path.endswith(_GENERATED) or (repo / path).is_symlink()):
             link = " (a symlink)" if (repo / path).is_symlink() else ""
-            edits.append(f"added{link} {path}")
-    return sorted(edits, key=lambda e: e.split(" ")[-1])
+            edits.append((f"added{link}", path))
+    return sorted(edits, key=lambda e: e[1])

@@ -411,7 +411,7 @@ class _Session:
                                    + "; ".join(problems))
             else:
                 refspecs.append(f":{s.ref}")
-        ours_changed: set[str] = set()
+        landed: dict[str, None] = {}  # run ids of our claims that changed an entry
         for r, source in claims:
             if source is not None:
                 problem = self._check_claim(root, r, source, replace_equal)
@@ -420,7 +420,7 @@ class _Session:
                     continue
             if index.merge_entry(root, r, replace_equal=replace_equal)[1]:
                 changed[r.index_key] = r
-                ours_changed.add(r.index_key)
+                landed[r.run_id] = None
         mine = {r.index_key for r in records}
         swept = tuple(sorted({r.run_id for k, r in changed.items() if k not in mine}))
 
@@ -430,8 +430,9 @@ class _Session:
                     self._git(["push", "--quiet", "--atomic", "--porcelain", "origin",
                                *refspecs])  # fmt: skip
             # our staged copy gone = a concurrent publisher landed it
-            done = tuple(r.run_id for r in records if not ours_staged and self.staged_ref)
-            rest = tuple(r.run_id for r in records if r.run_id not in done)
+            done = tuple(dict.fromkeys(r.run_id for r in records
+                                       if not ours_staged and self.staged_ref))
+            rest = tuple(dict.fromkeys(r.run_id for r in records if r.run_id not in done))
             return PublishResult(done, rest, None, self.failures + 1, (), tuple(refused),
                                  tuple(quarantined))
 
@@ -449,12 +450,10 @@ class _Session:
         sha = self._git(["rev-parse", "HEAD"]).strip()
         self._git(["push", "--quiet", "--atomic", "--porcelain", "origin",
                    f"HEAD:refs/heads/{self.branch}", *refspecs])  # fmt: skip
-        published = tuple(
-            r.run_id
-            for r in records
-            if r.index_key in ours_changed or (self.staged_ref and not ours_staged)
-        )
-        rest = tuple(r.run_id for r in records if r.run_id not in published)
+        if self.staged_ref and not ours_staged:  # a concurrent publisher landed ours
+            landed.update(dict.fromkeys(r.run_id for r in records))
+        published = tuple(landed)
+        rest = tuple(dict.fromkeys(r.run_id for r in records if r.run_id not in landed))
         return PublishResult(published, rest, sha, self.failures + 1, swept, tuple(refused),
                              tuple(quarantined))
 
@@ -515,14 +514,13 @@ class _Session:
             eol = raw.index(b"\n", pos)
             header = raw[pos:eol].split()
             pos = eol + 1
-            if len(header) != 3 or header[1] != b"blob":
-                continue  # not a staged record set: leave it alone
-            size = int(header[2])
-            body = raw[pos : pos + size]
-            pos += size + 1
-            parsed = _parse_staged(ref, sha, body)
-            if parsed is not None:
-                staged.append(parsed)
+            body: bytes | None = None
+            if len(header) == 3 and header[2].isdigit():
+                size = int(header[2])
+                if header[1] == b"blob":
+                    body = raw[pos : pos + size]
+                pos += size + 1
+            staged.append(_parse_staged(ref, sha, body))
         return sorted(staged, key=lambda s: s.ref)
 
     # -- git -------------------------------------------------------------------
@@ -540,18 +538,19 @@ class _Session:
 _T = TypeVar("_T")
 
 
-def _parse_staged(ref: str, sha: str, body: bytes) -> _Staged | None:
-    """A staged record set (its valid records, and why each other one is invalid), or
-    None when the ref holds anything else (left alone)."""
+def _parse_staged(ref: str, sha: str, body: bytes | None) -> _Staged:
+    """A staged record set: its valid records, and why each other one (or the whole
+    set, when it cannot be read as one) is invalid."""
+    if body is None:
+        return _Staged(ref, sha, True, [], [f"set: no {_PENDING_FILE} in the commit"])
     try:
         data = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or data.get("format") != _PENDING_FORMAT:
-        return None
-    items = data.get("records")
-    if not isinstance(items, list):
-        return None
+    except (ValueError, RecursionError) as exc:
+        return _Staged(ref, sha, True, [], [f"set: not JSON ({_one_line(str(exc))})"])
+    items = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("format") != _PENDING_FORMAT \
+            or not isinstance(items, list):
+        return _Staged(ref, sha, True, [], [f"set: not an {_PENDING_FORMAT} record set"])
     records: list[RunRecord] = []
     invalid: list[str] = []
     for i, item in enumerate(items):
