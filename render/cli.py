@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from render.launch.local import Delivered
     from render.manifests.runspec import RunSpec
     from render.propose.experiment import Workspace
+    from render.record.indexref import IndexAt
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -65,7 +66,7 @@ def _selection(args: argparse.Namespace) -> list[Path] | None:
     return named or None
 
 
-def _specs(args: argparse.Namespace, index_at: Any = None
+def _specs(args: argparse.Namespace, index_at: IndexAt | None = None
            ) -> tuple[Workspace, list[RunSpec]]:
     """The selected experiments as RunSpecs at the launching commit; lint must be clean."""
     from render.manifests.runspec import RunSpec, git_commit

@@ -5,17 +5,17 @@ Everything is plain git, run from a scratch shallow clone (sparse: only
 `outputs-index/` is checked out):
 
 1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, merge into
-   the entry files every staged record (this call's and any other publisher's) with the
-   lifecycle rule (`index.merge_entry`), regenerate every generated file from the
-   entry files with `render.browse.sync.write_readme` (the map README, each dataset/model README,
-   the SVG loss curves; stale ones removed; never hand-merged), commit, and push the
-   branch together with the deletion of the swept staged refs in one
-   `git push --atomic`. A push rejected because the branch moved is retried after
+   the entry files this call's records and the staged records of other publishers that
+   it can verify (3.) with the lifecycle rule (`index.merge_entry`), regenerate every
+   generated file from the entry files with `render.browse.sync.write_readme` (the map
+   README, each dataset/model README, the SVG loss curves; stale ones removed; never
+   hand-merged), commit, and push the branch together with the deletion of the swept
+   staged refs in one `git push --atomic`. A push rejected because the branch moved is retried after
    jittered exponential backoff: fetch again and replay the merge on the new tip (the
    result a `git rebase` with those conflict rules would give, without ever stopping
-   in a conflicted state). Whoever lands first lands
-   everyone's staged records, so N concurrent publishers need a few rounds, not N;
-   a publisher whose records were landed by someone else has nothing left to push.
+   in a conflicted state). Whoever lands first lands every staged record it can
+   verify, so N concurrent hooks need a few rounds, not N; a publisher whose records
+   were landed by someone else has nothing left to push.
 2. **Stage** (only after a landing attempt failed, i.e. under contention). The records
    are pushed as a tiny parentless commit (one file, `pending.json`) to a ref of their
    own, `refs/ftops/pending/<unique token>`. A new, uniquely named ref is never
@@ -24,7 +24,6 @@ Everything is plain git, run from a scratch shallow clone (sparse: only
    publisher that sees an older staged set waits (backing off, a bounded number of
    times while that set does not change) for that set's publisher to land both, so
    under a burst one publisher lands for many instead of all of them colliding.
-
 3. **Trust.** A publisher's own records are trusted (it holds the push credentials);
    anything else is a claim checked by a `render.record.trust.Verify`: another
    publisher's staged set lands only when every record in it matches a run its launcher
@@ -35,13 +34,14 @@ Everything is plain git, run from a scratch shallow clone (sparse: only
    record never stops the others.
 
 After `attempts` failed git round trips `PublishError` is raised. The caller keeps its
-record (run.json); a record already staged is landed by the next publish or by
-`reconcile`, which lands every staged ref and every stored record the index lacks.
+record (run.json); a record already staged is landed by the next publish that can verify
+it or by `reconcile`, which lands every staged set and every stored record the index
+lacks that it can verify.
 
 git runs through `render.record.gitcmd` (list argv, hermetic environment, credentials
-redacted from every message). One module of ~475 lines on purpose: land, stage and wait
-are steps of one retry loop that share its budget and scratch clone (`_Session`), and
-reading them apart would hide how they interleave.
+redacted from every message). One module of ~590 lines on purpose: land, stage, wait and
+quarantine are steps of one retry loop that share its budget and scratch clone
+(`_Session`), and reading them apart would hide how they interleave.
 """
 
 from __future__ import annotations

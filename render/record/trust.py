@@ -9,7 +9,7 @@ when it matches a run its launcher created:
 
 1. the index branch already holds an entry for the run (its `launched` entry, written
    by `ftops apply --record` or `ftops launch --local` when the run started);
-2. the claim's identity (`RunRecord.IDENTITY_FIELDS` and the mode) equals that entry's;
+2. the claim's identity (`runrecord.IDENTITY_FIELDS` and the mode) equals that entry's;
 3. the claim is the run's own `run.json`: read from the entry's artifacts location, or
    equal to the file there (the hook writes it before it publishes).
 
