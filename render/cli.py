@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from render.launch.local import Delivered
     from render.manifests.runspec import RunSpec
     from render.propose.experiment import Workspace
+    from render.record.indexref import IndexAt
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -41,14 +42,39 @@ def _workspace(args: argparse.Namespace) -> Workspace:
     return Workspace(Path(args.repo))
 
 
-def _specs(args: argparse.Namespace) -> tuple[Workspace, list[RunSpec]]:
+def _files_from(name: str) -> list[Path]:
+    """Paths from a NUL-delimited list (`ftops changes --null`; "-" is stdin)."""
+    try:
+        data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        raise FatalError(f"--files-from {name}: {exc.strerror}") from None
+    text = data.decode("utf-8", "surrogateescape")
+    paths = [p for p in text.split("\0") if p]
+    for p in paths:
+        if any(ord(c) < 32 or ord(c) == 127 for c in p):
+            shown = p.encode("unicode_escape").decode("ascii")
+            raise FatalError(f"--files-from {name}: {shown!r} has a control character in "
+                             "its name; rename the file")
+    return [Path(p) for p in paths]
+
+
+def _selection(args: argparse.Namespace) -> list[Path] | None:
+    """The experiment files named (positional and --files-from), or None for all."""
+    named = [Path(p) for p in args.paths]
+    if getattr(args, "files_from", None) is not None:
+        return named + _files_from(args.files_from)  # an empty list means none
+    return named or None
+
+
+def _specs(args: argparse.Namespace, index_at: IndexAt | None = None
+           ) -> tuple[Workspace, list[RunSpec]]:
     """The selected experiments as RunSpecs at the launching commit; lint must be clean."""
     from render.manifests.runspec import RunSpec, git_commit
     from render.propose.lint import require_clean
 
     ws = _workspace(args)
-    paths = [Path(p) for p in args.paths] if args.paths else None
-    experiments = require_clean(ws, paths)
+    paths = _selection(args)
+    experiments = require_clean(ws, paths, index_at=index_at) if paths != [] else []
     commit = args.commit or git_commit(ws.root)
     return ws, [RunSpec(e, commit) for e in experiments]
 
@@ -75,7 +101,14 @@ def cmd_lint(args: argparse.Namespace) -> int:
             _say(f"fixed {change.format()}")
         _say(f"fix: {len(changes)} change(s)")
         ws = _workspace(args)  # lint what the files hold now
-    result = lint(ws, paths, deep=args.deep)
+    index_at = None
+    if args.index_ref:
+        from render.record.indexref import entries_at
+
+        index_at = entries_at(ws.root, args.index_ref)
+        for problem in index_at.problems:
+            _say(f"ftops lint: warning: outputs-index at {args.index_ref}: {problem}")
+    result = lint(ws, paths, deep=args.deep, index_at=index_at)
     if args.format == "json":
         print(json.dumps({"ok": result.ok, "files_checked": result.files_checked,
                           "findings": [f.as_dict() for f in result.findings]}, indent=2))
@@ -140,6 +173,8 @@ def cmd_changes(args: argparse.Namespace) -> int:
     paths = changed_experiments(Path(args.repo), args.base, args.head)
     if args.format == "json":
         print(json.dumps(paths))
+    elif args.null:
+        sys.stdout.write("".join(f"{p}\0" for p in paths))
     else:
         for p in paths:
             print(p)
@@ -186,10 +221,22 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from render.manifests.plan import plan
+    from render.manifests.plan import BaseView, plan
 
-    ws, specs = _specs(args)
-    text = plan(ws, specs)
+    base = None
+    if args.base:
+        from render.manifests.basediff import k8s_base_changed, manifest_diffs
+        from render.manifests.runspec import git_commit
+        from render.record.indexref import edits_since, entries_at
+
+        ws = _workspace(args)
+        index_at = entries_at(ws.root, args.base)
+        diffs = None
+        if k8s_base_changed(ws.root, index_at.commit):
+            diffs = manifest_diffs(ws.root, index_at.commit, args.commit or git_commit(ws.root))
+        base = BaseView(args.base, index_at, edits_since(ws.root, index_at.commit), diffs)
+    ws, specs = _specs(args, index_at=base.index if base else None)
+    text = plan(ws, specs, base=base)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -269,7 +316,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from render.launch.demo import run_demo
+    from render.launch.demo import DEMO_INDEX_DIR, run_demo
     from render.launch.local import AlreadyDone
 
     try:
@@ -279,50 +326,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     code = _print_run(done)
     rec = done.record
-    print(f"  browse: outputs-index/{rec.dataset}/{rec.model}/README.md "
-          "(and the map in outputs-index/README.md)")
+    print(f"  browse: {DEMO_INDEX_DIR}/{rec.dataset}/{rec.model}/README.md "
+          f"(and the map in {DEMO_INDEX_DIR}/README.md; the tracked outputs-index/ is "
+          f"untouched; `rm -rf {DEMO_INDEX_DIR}` forgets the demo run)")
     return code
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from render.launch.cluster import apply
-    from render.launch.kube import Cluster, connect
+    from render.launch.kube import Cluster, connect, reachable
     from render.manifests.overlay import render
     from render.record.destination import IndexDestination
     from render.record.index import INDEX_DIR, load_index
     from render.record.runrecord import RunRecord
 
-    if not args.paths and not args.all:
+    if not args.paths and not args.all and args.files_from is None:
         raise FatalError("name the experiments to apply (the launch workflow passes what "
                          "`ftops changes` selected), or pass --all")
     ws, specs = _specs(args)
     rendered = render(specs, ws.root / args.out, ws.root)
-    cluster = Cluster(connect(args.kubeconfig), ws.profile.namespace)
-    indexed = {r.run_id for r in load_index(ws.root / INDEX_DIR)}
-    results = apply(cluster, [(r.spec.run_id, r.spec.exp.path, r.manifests) for r in rendered],
-                    dry_run=args.dry_run, indexed_run_ids=indexed)
+    indexed = {r.run_id: r.status for r in load_index(ws.root / INDEX_DIR)}
+    api = connect(args.kubeconfig)
+    with reachable(api):
+        cluster = Cluster(api, ws.profile.namespace)
+        results = apply(cluster, [(r.spec.run_id, r.spec.exp.path, r.manifests)
+                                  for r in rendered], dry_run=args.dry_run, indexed=indexed)
     for res in results:
-        print(f"{res.action:9} {res.jobset}  ({res.experiment_path}, run {res.run_id})")
+        note = f": {res.note}" if res.note else ""
+        print(f"{res.action:9} {res.jobset}  ({res.experiment_path}, run {res.run_id}){note}")
     if args.record and not args.dry_run:
         by_id = {r.spec.run_id: r.spec for r in rendered}
-        records = [RunRecord.launched(by_id[res.run_id].identity())
-                   for res in results if res.action == "created"]
+        # new runs, and runs whose JobSet exists without a record (a launch whose
+        # recording failed, rerun): the launcher's `launched` entry, trusted
+        records = [RunRecord.launched(by_id[res.run_id].identity()) for res in results
+                   if res.action == "created"
+                   or (res.action == "unchanged" and res.run_id not in indexed)]
         delivery = IndexDestination.resolve(checkout=ws.root).deliver(records)
         if records and not delivery.ok:
             raise FatalError(f"the runs were created, but their `launched` records were "
-                             f"not: {delivery.message}")
+                             f"not: {delivery.message}. Run the launch again: it records "
+                             "them without creating anything")
         _say(delivery.message if records else "nothing to record")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from render.launch.cluster import format_table, status
-    from render.launch.kube import Cluster, connect
+    from render.launch.kube import Cluster, connect, reachable
     from render.record.index import INDEX_DIR, load_index
 
     ws = _workspace(args)
-    cluster = Cluster(connect(args.kubeconfig), ws.profile.namespace)
-    rows = status(cluster, load_index(ws.root / INDEX_DIR))
+    records = load_index(ws.root / INDEX_DIR)
+    api = connect(args.kubeconfig)
+    with reachable(api):
+        rows = status(Cluster(api, ws.profile.namespace), records)
     if args.format == "json":
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
@@ -333,15 +390,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from render.launch.cluster import cancel
-    from render.launch.kube import Cluster, connect
+    from render.launch.cluster import cancel, check_run_id
+    from render.launch.kube import Cluster, connect, reachable
     from render.record.destination import IndexDestination
     from render.record.index import INDEX_DIR, load_index
     from render.record.runrecord import RunRecord, now
 
+    check_run_id(args.run_id)  # before anything connects
     ws = _workspace(args)
-    cluster = Cluster(connect(args.kubeconfig), ws.profile.namespace)
-    js = cancel(cluster, args.run_id)
+    api = connect(args.kubeconfig)
+    with reachable(api):
+        js = cancel(Cluster(api, ws.profile.namespace), args.run_id)
     print(f"deleted JobSet {js['metadata']['name']} (run {args.run_id})")
     if args.record:
         known = {r.run_id: r for r in load_index(ws.root / INDEX_DIR)}
@@ -395,17 +454,21 @@ def cmd_index(args: argparse.Namespace) -> int:
     from render.record.destination import IndexDestination
     from render.record.hook import stored_records
     from render.record.storage import open_storage
+    from render.record.trust import StorageVerifier
 
     if not args.storage:
         raise FatalError("index reconcile needs --storage (e.g. gs://my-project-llm or ./outputs)")
     stored = stored_records(open_storage(args.storage), warn=_say)
     destination = IndexDestination.resolve(remote=args.remote, branch=args.branch,
                                            checkout=Path(args.repo).resolve())
-    delivery = destination.deliver(stored, reconcile=True)
+    delivery = destination.reconcile(stored, StorageVerifier())
+    for line in delivery.refused:
+        _say(f"ftops index reconcile: {line}")
     if not delivery.ok:
         raise FatalError(delivery.message)
     print(f"reconciled {len(stored)} stored run(s); published {len(delivery.delivered)}: "
-          f"{', '.join(delivery.delivered) or '-'}")
+          f"{', '.join(delivery.delivered) or '-'}"
+          + (f"; {len(delivery.refused)} not landed (see above)" if delivery.refused else ""))
     return 0
 
 
@@ -433,6 +496,9 @@ class Command:
 
 
 SELECTION = (arg("paths", nargs="*", help="experiment files (default: all)"),
+             arg("--files-from", metavar="FILE",
+                 help="also the experiment files listed in FILE, NUL-delimited (`ftops "
+                      "changes --null`; - for stdin); an empty list selects none"),
              arg("--commit", help="launching commit (default: git HEAD)"))
 KUBECONFIG = arg("--kubeconfig", help="default: $KUBECONFIG, ~/.kube/config, in-cluster")
 NODE_SPEC = arg("--spec", required=True, help="the run spec (spec.json from the ConfigMap)")
@@ -444,6 +510,9 @@ COMMANDS: tuple[Command, ...] = (
         arg("--show", action="store_true", help="print each resolved experiment"),
         arg("--deep", action="store_true",
             help="also run LLaMA-Factory's own argument parser (training extra)"),
+        arg("--index-ref", metavar="COMMIT",
+            help="judge what has run by outputs-index/ at this commit, read through git "
+                 "(CI: the pull request's base), not by the checkout's"),
         arg("--fix", action="store_true",
             help="first remove keys ftops owns and normalize spellings LLaMA-Factory reads "
                  "as equal (prints every change)"),
@@ -477,6 +546,8 @@ COMMANDS: tuple[Command, ...] = (
                 arg("--head", required=True,
                     help="head commit (a PR's head SHA, a push's `after`)"),
                 arg("--format", choices=("lines", "json"), default="lines"),
+                arg("--null", "-z", action="store_true",
+                    help="end each path with NUL instead of a newline (for xargs --null)"),
                 arg("--github-output", action="store_true",
                     help="also append count=<N> to $GITHUB_OUTPUT (for a step's `if:`)"),
             ), description="Print the experiment files that going from --base to --head "
@@ -501,6 +572,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("plan", "Markdown plan: what will run, where, how long", cmd_plan, (
         *SELECTION,
         arg("--output", help="write the Markdown here instead of stdout"),
+        arg("--base", metavar="COMMIT",
+            help="compare with this commit (CI: the pull request's base): its "
+                 "outputs-index/ says what has run, edits to index entries are flagged, "
+                 "and a k8s-base/ change shows its manifest diff for every experiment"),
     )),
     Command("pr-comment", "post or update the sticky plan comment on a pull request",
             cmd_pr_comment, (

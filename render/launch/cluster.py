@@ -5,12 +5,11 @@ these two modules are the only ones that talk to a cluster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from render.errors import FatalError
-from render.k8snames import DNS_LABEL
 from render.launch.kube import (
     FIELD_MANAGER,
     JOBSET_API,
@@ -21,7 +20,15 @@ from render.launch.kube import (
     condition,
     is_true,
 )
-from render.record.identity import EXPERIMENT_LABEL, QUEUE_LABEL, RUN_ID_LABEL
+from render.propose.naming import RUN_ID_LEN, is_run_id
+from render.record.identity import (
+    CONFIG_HASH_ANNOTATION,
+    EXPERIMENT_LABEL,
+    EXPERIMENT_PATH_ANNOTATION,
+    PRIORITY_LABEL,
+    QUEUE_LABEL,
+    RUN_ID_LABEL,
+)
 
 
 @dataclass(frozen=True)
@@ -29,32 +36,48 @@ class ApplyResult:
     run_id: str
     jobset: str
     experiment_path: str
-    action: str  # created | unchanged | dry-run
+    action: str  # created | unchanged | skipped | dry-run
+    note: str = ""  # why nothing was created, what changed on the existing run
+
+
+NO_NEW_RUN = "no new run: metadata only"
 
 
 def apply(cluster: Cluster, runs: Sequence[tuple[str, str, list[dict[str, Any]]]], *,
-          dry_run: bool = False, indexed_run_ids: set[str] | None = None) -> list[ApplyResult]:
-    """Apply each run's objects. `runs` holds (run_id, experiment_path, manifests).
+          dry_run: bool = False, indexed: Mapping[str, str] | None = None
+          ) -> list[ApplyResult]:
+    """Apply each run's objects. `runs` holds (run_id, experiment_path, manifests);
+    `indexed` maps the run ids outputs-index/ holds to their status.
 
-    Idempotent: a run whose JobSet already exists with the same run id is left as it is
-    (a JobSet's pod template is immutable once created, so nothing is re-sent). A run id
-    the index already holds (it ran or is running) is refused.
+    A run launches once. The run id names the experiment path and its launch identity,
+    so an experiment whose identity already has a run is skipped ("no new run:
+    metadata only"): its JobSet exists (`unchanged`; a queue or priority change is
+    made on it while Kueue has not admitted it) or the index holds it (`skipped`). A
+    JobSet of the same experiment path with a different launch identity that the index
+    does not hold yet (two changes to one experiment merged before the first launch
+    recorded) is refused: nothing is created for that experiment.
     """
     from kubernetes.client.exceptions import ApiException
 
-    indexed = indexed_run_ids or set()
-    existing = {js["metadata"]["labels"].get(RUN_ID_LABEL): js for js in cluster.jobsets()}
+    indexed = indexed or {}
+    jobsets = cluster.jobsets()
+    existing = {js["metadata"]["labels"].get(RUN_ID_LABEL): js for js in jobsets}
     queues_checked: set[str] = set()
     results = []
     for run_id, path, docs in runs:
         jobset = next(d for d in docs if d["kind"] == "JobSet")
         name = jobset["metadata"]["name"]
         if run_id in existing:
-            results.append(ApplyResult(run_id, name, path, "unchanged"))
+            note = _reschedule(cluster, existing[run_id], jobset, dry_run)
+            results.append(ApplyResult(run_id, existing[run_id]["metadata"]["name"], path,
+                                       "unchanged", f"{NO_NEW_RUN}: its JobSet exists{note}"))
             continue
         if run_id in indexed:
-            raise FatalError(f"run {run_id} of {path} is already in outputs-index/: a run is "
-                             "launched once. Copy the experiment to a new _v<N> to run again")
+            results.append(ApplyResult(run_id, name, path, "skipped",
+                                       f"{NO_NEW_RUN}: run {run_id} is {indexed[run_id]} in "
+                                       "outputs-index/"))
+            continue
+        _refuse_other_identity(jobsets, jobset, path, indexed)
         queue = jobset["metadata"]["labels"].get(QUEUE_LABEL, "")
         if queue and queue not in queues_checked:
             _require_queue(cluster, queue)
@@ -74,6 +97,56 @@ def apply(cluster: Cluster, runs: Sequence[tuple[str, str, list[dict[str, Any]]]
                                       f"for {path}") from None
         results.append(ApplyResult(run_id, name, path, "dry-run" if dry_run else "created"))
     return results
+
+
+def _refuse_other_identity(jobsets: Sequence[dict[str, Any]], jobset: dict[str, Any],
+                           path: str, indexed: Mapping[str, str]) -> None:
+    """FatalError when the cluster holds a run of `path` with another launch identity
+    that the index has no record of (the index's runs are lint's immutability rule)."""
+    ann = jobset["metadata"].get("annotations") or {}
+    mine = ann.get(CONFIG_HASH_ANNOTATION, "")
+    for js in jobsets:
+        meta = js["metadata"]
+        theirs = meta.get("annotations") or {}
+        other = (meta.get("labels") or {}).get(RUN_ID_LABEL, "")
+        if (theirs.get(EXPERIMENT_PATH_ANNOTATION) == path and other not in indexed
+                and theirs.get(CONFIG_HASH_ANNOTATION) != mine):
+            raise FatalError(
+                f"{path}: the cluster already has run {other} (JobSet {meta.get('name')}) of "
+                "this experiment with a different launch identity, and outputs-index/ has "
+                "no record of it yet: two changes to one experiment merged before the "
+                "first launch was recorded. A run's config is never edited: revert this "
+                "change and put it in a new _v<N> file")
+
+
+def _reschedule(cluster: Cluster, current: dict[str, Any], wanted: dict[str, Any],
+                dry_run: bool) -> str:
+    """Move an existing run to the queue and priority the experiment now names, when
+    Kueue allows it (the JobSet is still suspended: not admitted); a note either way
+    ("" when nothing changed)."""
+    from kubernetes.client.exceptions import ApiException
+
+    have = current["metadata"].get("labels") or {}
+    want = wanted["metadata"].get("labels") or {}
+    change = {k: want[k] for k in (QUEUE_LABEL, PRIORITY_LABEL)
+              if k in want and have.get(k) != want[k]}
+    if not change:
+        return ""
+    what = ", ".join(f"{k.rsplit('/', 1)[1]} {have.get(k, '-')} -> {v}"
+                     for k, v in sorted(change.items()))
+    finished = is_true(current, "Completed") or is_true(current, "Failed")
+    if finished or not (current.get("spec") or {}).get("suspend"):
+        state = "finished" if finished else "admitted by Kueue"
+        return f"; {what} not applied: the run is already {state}"
+    name = current["metadata"]["name"]
+    try:
+        cluster.resource(*JOBSET_API).patch(
+            name=name, namespace=cluster.namespace, body={"metadata": {"labels": change}},
+            content_type="application/merge-patch+json", field_manager=FIELD_MANAGER,
+            **({"dry_run": "All"} if dry_run else {}))
+    except ApiException as exc:
+        return f"; {what} not applied: {api_error(exc, f'updating JobSet {name}')}"
+    return f"; {what} {'would be ' if dry_run else ''}applied to the queued run"
 
 
 def _require_queue(cluster: Cluster, queue: str) -> None:
@@ -168,12 +241,19 @@ def status(cluster: Cluster, index_records: Sequence[Any] = ()) -> list[RunStatu
     return sorted(out, key=lambda s: (s.experiment, s.run_id))
 
 
+def check_run_id(run_id: str) -> None:
+    """FatalError unless `run_id` has a run id's shape (before anything connects)."""
+    if not is_run_id(run_id):
+        shown = run_id.encode("unicode_escape").decode("ascii")[:80]
+        raise FatalError(f"{shown!r} is not a run id: {RUN_ID_LEN} characters of 0-9a-f "
+                         "(see `ftops status`)")
+
+
 def cancel(cluster: Cluster, run_id: str) -> dict[str, Any]:
     """Delete a run's JobSet (its Jobs and pods go with it); returns the deleted JobSet."""
     from kubernetes.client.exceptions import ApiException
 
-    if not DNS_LABEL.match(run_id):
-        raise FatalError(f"{run_id!r} is not a run id (see `ftops status`)")
+    check_run_id(run_id)
     found = cluster.jobsets(f"{RUN_ID_LABEL}={run_id}")
     if not found:
         raise FatalError(f"no JobSet for run {run_id} in namespace {cluster.namespace} "

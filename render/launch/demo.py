@@ -291,13 +291,17 @@ def make_demo_assets(dest: Path, *, n_examples: int = 64, seed: int = 0) -> Demo
 
 DEMO_EXPERIMENT = "experiments/demo/tiny-llama/sft_lora_v1.yaml"
 DEMO_ASSETS_DIR = ".demo"
+# The demo's own index, beside its assets (ignored by git): the demo never changes the
+# tracked outputs-index/, so a checkout stays clean after it and `rm -rf .demo` undoes it.
+DEMO_INDEX_DIR = f"{DEMO_ASSETS_DIR}/outputs-index"
 
 
 def run_demo(ws: Any, *, work: Path, nproc: int, say: Any) -> Any:
     """The local demo end to end, telling `say` each step: make the tiny model and data
     (offline), lint the demo experiment, render its cluster manifests, train it locally,
-    and record it in the checkout's outputs-index/. Returns the finished run
-    (`render.launch.local.Delivered`); AlreadyDone when it succeeded before."""
+    and record it in the demo's own index, `.demo/outputs-index/` (never the tracked
+    outputs-index/). Returns the finished run (`render.launch.local.Delivered`);
+    AlreadyDone when it succeeded before."""
     from render.launch.local import launch_local
     from render.manifests.overlay import render
     from render.manifests.runspec import RunSpec, git_commit
@@ -310,6 +314,7 @@ def run_demo(ws: Any, *, work: Path, nproc: int, say: Any) -> Any:
     (exp,) = require_clean(ws, [Path(DEMO_EXPERIMENT)])
     (rendered,) = render([RunSpec(exp, git_commit(ws.root))], ws.root / ".rendered", ws.root)
     say(f"3/4 rendered the cluster manifests to {ws.rel(rendered.folder)}/")
-    say("4/4 training locally with llamafactory-cli, then the post-run hook")
+    say("4/4 training locally with llamafactory-cli, then the post-run hook "
+        f"(recorded in {DEMO_INDEX_DIR}/)")
     return launch_local(ws, exp, work=work, nproc=nproc,
-                        destination=IndexDestination.resolve(checkout=ws.root, env={}))
+                        destination=IndexDestination(root=ws.root / DEMO_INDEX_DIR))

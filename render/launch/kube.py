@@ -3,8 +3,11 @@ person can act on, and reading status conditions. The only module that builds a 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +29,38 @@ def connect(kubeconfig: str | None = None) -> Any:
         ).exists():
             cfg = client.Configuration()
             config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-            return client.ApiClient(cfg)
-        config.load_incluster_config()
-        return client.ApiClient()
+        else:
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)
+        cfg.retries = 1  # a server that is down is said once, not after minutes of retries
+        return client.ApiClient(cfg)
     except Exception as exc:  # noqa: BLE001 - any config problem is the user's to fix
         raise FatalError(f"cannot load a Kubernetes config ({exc}); set KUBECONFIG or pass "
                          "--kubeconfig (CI: the auth step writes one)") from None
+
+
+@contextlib.contextmanager
+def reachable(api_client: Any) -> Iterator[None]:
+    """Inside: a server that cannot be reached (refused, DNS, TLS, timeout) is one line,
+    a FatalError naming the server, never a urllib3 traceback or retry warnings."""
+    import urllib3
+
+    host = getattr(getattr(api_client, "configuration", None), "host", "") or "?"
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)  # urllib3 logs each retry as a warning
+    try:
+        yield
+    except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        text = " ".join(str(reason).split())
+        if "] " in text:  # "...: [Errno 111] Connection refused" -> "Connection refused"
+            text = text.rsplit("] ", 1)[1].rstrip("'\")")
+        raise FatalError(f"cannot reach the Kubernetes API server at {host} ({text[:200]}); "
+                         "check KUBECONFIG or --kubeconfig and the network (CI: the auth "
+                         "step writes the kubeconfig)") from None
+    finally:
+        pool_log.setLevel(level)
 
 
 def api_error(exc: Any, what: str) -> FatalError:

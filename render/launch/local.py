@@ -5,6 +5,12 @@ post-run hook; storage is a local folder (default ./outputs) or a bucket. The ru
 trains in `<work>/experiments/<dataset>/<model>/<experiment>/<run-id>/`; relaunching an
 interrupted run finds its checkpoints there and resumes (LLaMA-Factory does this when
 output_dir holds checkpoint-N folders and overwrite_output_dir is false).
+
+Before anything starts, `check_prerequisites` makes sure the local model and data the
+experiment names exist (a one-line error naming what makes them, e.g. `ftops demo`):
+a run that could not start is never recorded. A run that starts records a `launched`
+entry first (as `ftops apply --record` does for the cluster), so its final record is
+one that `ftops index reconcile` can verify if publishing it fails.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ from render.ports import free_port
 from render.propose.experiment import Experiment, Workspace, uses_torchrun
 from render.record import hook
 from render.record.destination import Delivery, IndexDestination
-from render.record.hook import RUN_JSON
 from render.record.identity import SPEC_JSON, NodeSpec
 from render.record.runrecord import RunRecord, now
 from render.record.storage import open_storage
+from render.record.trust import RUN_JSON
 from render.yamldump import dump_yaml
 
 CONFIG_SUBDIR = "ftops"
@@ -55,13 +61,56 @@ def prepare(ws: Workspace, spec: RunSpec, output_dir: Path, report_to: str
     return path, cfg
 
 
+def _looks_local(value: str) -> bool:
+    """Whether model_name_or_path names a path on this machine rather than a hub id
+    (`owner/name`): absolute, `~`, `./`, `../`, or a hidden first folder (`.demo/x`)."""
+    return value.startswith(("/", "~", "./", "../")) or (
+        value.startswith(".") and value not in (".", ".."))
+
+
+def _maker(rel: str) -> str:
+    from render.launch.demo import DEMO_ASSETS_DIR
+
+    if rel == DEMO_ASSETS_DIR or rel.startswith(f"{DEMO_ASSETS_DIR}/"):
+        return "`ftops demo` makes it"
+    return "create it, or name a model or data that exists"
+
+
+def check_prerequisites(ws: Workspace, spec: RunSpec) -> None:
+    """FatalError (one line) when the local model or data files the run needs do not
+    exist, naming what makes them; checked before any output folder or record."""
+    exp = spec.exp
+    missing: list[str] = []
+    model = str(exp.train.get("model_name_or_path") or "")
+    if model and _looks_local(model):
+        path = Path(model).expanduser()
+        path = path if path.is_absolute() else ws.root / path
+        if not path.exists():
+            missing.append(f"model {model} (train.model_name_or_path) does not exist: "
+                           f"{_maker(model.removeprefix('./'))}")
+    uri = str((exp.registration.get("source") or {}).get("uri", ""))
+    if uri.startswith("file://") and not missing:
+        rel = uri[len("file://"):]
+        base = Path(spec.data_location(ws.root))
+        files = [str(entry.get("file_name")) for entry in spec.dataset_info(ws.root).values()
+                 if isinstance(entry, dict) and entry.get("file_name")]
+        absent = [f for f in files if not Path(f).exists()]
+        if not base.is_dir() or absent:
+            shown = Path(absent[0]).name if absent and base.is_dir() else ""
+            missing.append(f"data {rel}{'/' + shown if shown else ''} (source.uri in "
+                           f"experiments/{exp.dataset}/dataset.yaml) does not exist: "
+                           f"{_maker(rel.removeprefix('./'))}")
+    if missing:
+        raise FatalError(f"{exp.path}: {'; '.join(missing)}. Nothing was started")
+
+
 def previous_record(output_dir: Path) -> RunRecord | None:
     path = output_dir / RUN_JSON
     if not path.exists():
         return None
     try:
         return RunRecord.from_json(path.read_text(encoding="utf-8"))
-    except (ValueError, TypeError):
+    except (OSError, ValueError, TypeError):
         return None
 
 
@@ -69,15 +118,16 @@ def launch_local(ws: Workspace, exp: Experiment, *, work: Path, storage_root: st
                  nproc: int = 1, progress: bool = True, echo: IO[str] | None = None,
                  destination: IndexDestination, commit: str | None = None) -> Delivered:
     spec = RunSpec(exp, commit or git_commit(ws.root))
+    if nproc < 1:
+        raise FatalError("--nproc must be at least 1")
     output_dir = (work / spec.run_path).resolve()
     done = previous_record(output_dir)
     if done is not None and done.status == "succeeded":
         raise AlreadyDone(done, output_dir)
+    check_prerequisites(ws, spec)
     storage = open_storage(storage_root or str(work.resolve()))
     identity = replace(spec.identity(), artifacts_uri=storage.uri(spec.run_path),
                        image="local", storage="local")
-    if nproc < 1:
-        raise FatalError("--nproc must be at least 1")
     report_to = str(exp.train.get("report_to") or
                     ("mlflow" if os.environ.get("MLFLOW_TRACKING_URI") else "none"))
     config, cfg = prepare(ws, spec, output_dir, report_to)
@@ -103,6 +153,11 @@ def launch_local(ws: Workspace, exp: Experiment, *, work: Path, storage_root: st
     if checkpoints:
         print(f"ftops: resuming run {spec.run_id} from {checkpoints[-1].name}", file=sys.stderr)
     started = done.started_at if done is not None and done.started_at else now()
+    start = destination.deliver([RunRecord.of(identity, mode="local", status="launched",
+                                              started_at=started)])
+    if destination.remote and not start.ok:
+        raise FatalError(f"cannot record the start of run {spec.run_id}: {start.message}. "
+                         "Nothing was trained; fix the index remote and launch again")
     code = trainer.run(config, output_dir, output_dir / "logs" / "train.log", env=env,
                        progress=progress, echo=echo)
     finished = now()

@@ -1,7 +1,12 @@
 """`ftops plan`: what will run, where, on how many GPUs, for roughly how long, and how it
 differs from the nearest earlier experiment of the same dataset and model. Markdown for
 a PR comment and a job summary (`templates/plan.md.j2`), deterministic for the same
-inputs. Earlier runs are read from `outputs-index/` through `render.record.index`."""
+inputs. Earlier runs are read from `outputs-index/` through `render.record.index`.
+
+With a base commit (`BaseView`, `ftops plan --base`): an experiment whose launch
+identity already has a run in the base's index is "no new run: metadata only"; edits
+of index entries are flagged (only the bot writes them); and the manifest diff of a
+k8s-base/ change is shown for every experiment."""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from render.manifests.runspec import RunSpec
 from render.markdown import Markdown, code, environment, esc
 from render.propose.experiment import Experiment, Workspace, dataset_names
 from render.record.index import INDEX_DIR, model_runs
+from render.record.indexref import IndexAt
+from render.record.runrecord import RunRecord
 from render.yamldump import dump_yaml
 
 MARKER = "<!-- ftops-plan -->"  # the sticky PR comment is found by this line
@@ -23,6 +30,17 @@ MARKER = "<!-- ftops-plan -->"  # the sticky PR comment is found by this line
 # measured a throughput.
 ASSUMED_MFU = 0.35
 CPU_SAMPLES_PER_S = 20.0
+
+
+@dataclass(frozen=True)
+class BaseView:
+    """The commit a pull request is planned against."""
+
+    ref: str
+    index: IndexAt  # its outputs-index/ entries
+    edits: list[tuple[str, str]]  # (what, path) under outputs-index/ since it
+    # (experiment, diff lines) of a k8s-base/ change; None when k8s-base/ is unchanged
+    manifest_diffs: list[tuple[str, list[str]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,10 +159,27 @@ def _fmt_hours(h: float | None) -> str:
     return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
 
 
-def plan_one(ws: Workspace, spec: RunSpec) -> dict[str, Any]:
+def existing_run(ws: Workspace, spec: RunSpec, base: BaseView | None) -> RunRecord | None:
+    """The run this spec names, when the index (the base's, else the checkout's) holds
+    it: its launch identity has run, so merging launches nothing."""
+    e = spec.exp
+    runs = (base.index.runs_of(e.dataset, e.model, e.name) if base is not None
+            else model_runs(ws.root / INDEX_DIR, e.dataset, e.model))
+    return next((r for r in runs if r.run_id == spec.run_id), None)
+
+
+def plan_one(ws: Workspace, spec: RunSpec, base: BaseView | None = None) -> dict[str, Any]:
     """What the template shows for one run: its rows (Markdown cells), and the nearest
-    earlier experiment with the diff against it."""
+    earlier experiment with the diff against it; or, when its launch identity has run,
+    why nothing launches."""
     exp, launch = spec.exp, spec.exp.launch
+    ran = existing_run(ws, spec, base)
+    if ran is not None:
+        return {"path": exp.path, "rows": [], "nearest": None, "diff": [], "skip": Markdown(
+            f"**no new run: metadata only.** Run {code(ran.run_id)} ({esc(ran.status)}) "
+            "already has this launch identity (the resolved training config, data, "
+            "image, layout, storage and secrets), so merging launches nothing. A queue or "
+            "priority change is made on that run only while Kueue has not admitted it.")}
     est = estimate(ws.root, exp)
     gpu_hours = "unknown" if est.gpu_hours is None else f"{est.gpu_hours:.1f}"
     rows = [
@@ -172,11 +207,20 @@ def plan_one(ws: Workspace, spec: RunSpec) -> dict[str, Any]:
                 for d in difflib.unified_diff(a, b, other.path, exp.path, lineterm="", n=1)]
         diff = diff or [Markdown("(same config)")]
     return {"path": exp.path, "rows": rows, "nearest": other.path if other else None,
-            "diff": diff}
+            "diff": diff, "skip": None}
 
 
-def plan(ws: Workspace, specs: Sequence[RunSpec]) -> str:
+def plan(ws: Workspace, specs: Sequence[RunSpec], base: BaseView | None = None) -> str:
     template = environment("render.manifests").get_template("plan.md.j2")
+    runs = [plan_one(ws, s, base) for s in specs]
+    launching = [s for s, r in zip(specs, runs, strict=True) if r["skip"] is None]
+    diffs = base.manifest_diffs if base is not None else None
     return str(template.render(
-        marker=Markdown(MARKER), runs=[plan_one(ws, s) for s in specs],
-        total_gpus=sum(s.exp.launch.total_gpus for s in specs)))
+        marker=Markdown(MARKER), runs=runs, launching=len(launching),
+        total_gpus=sum(s.exp.launch.total_gpus for s in launching),
+        base=code(base.ref[:12]) if base is not None else None,
+        edits=[Markdown(f"{esc(what)} {code(path)}") for what, path in base.edits]
+        if base is not None else [],
+        manifest_diffs=None if diffs is None else [
+            (path, [Markdown(line.replace("```", "'''")) for line in lines])
+            for path, lines in diffs]))

@@ -1,9 +1,11 @@
 """RunSpec: one launch of one experiment at one commit, and everything derived from it.
 
-The run id comes from the experiment path, its resolved-config hash and the launching
-commit, so the same inputs always name the same run (a relaunch resumes it) and the
-same bytes are rendered. Paths inside pods, the output location in central storage, and
-the final LLaMA-Factory config all come from here, for the cluster and for local runs.
+The run id comes from the experiment path and its launch identity (the config hash,
+and `launch.rerun`), not from the commit: a merge that changes only metadata names the
+same run, which is therefore launched once, and a relaunch resumes it. The commit is
+kept as the run's lineage (`git_sha`). Paths inside pods, the output location in
+central storage, and the final LLaMA-Factory config all come from here, for the cluster
+and for local runs.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return naming.run_id(self.exp.path, self.exp.config_hash, self.commit)
+        return naming.run_id(self.exp.path, self.exp.config_hash, self.exp.launch.rerun)
 
     @property
     def jobset(self) -> str:
@@ -135,6 +137,7 @@ class RunSpec:
             artifacts_uri=self.artifacts_uri,
             storage=launch.storage,
             hyperparameters=self.hyperparameters,
+            rerun=launch.rerun,
         )
 
     def mlflow_tags(self) -> dict[str, str]:

@@ -10,13 +10,18 @@ applies on merge:
   (as of `head`) whose resolved `train.deepspeed` names it;
 * a deleted experiment selects nothing; a deleted `_defaults.yaml`, `dataset.yaml` or
   DeepSpeed config selects what is left that it affected (their resolution changed);
-* a `base` of all zeros (GitHub's "before" of a new branch) selects nothing.
+* a `base` of all zeros (GitHub's "before" of a new branch) selects nothing;
+* a changed file under experiments/ whose name holds a newline or another control
+  character is refused (FatalError): such a name could become two arguments, or a
+  flag, wherever a list of paths is passed on.
 
 The diff is taken from the merge base of `base` and `head` to `head` (GitHub's "files
 changed"): for a fast-forward push that is exactly `base..head`; for a pull request it
 leaves out what the base branch gained since the branch point.
 
-Git runs with list argv (never a shell); paths come from `-z` output.
+Git runs with list argv (never a shell); paths come from `-z` output, and
+`ftops changes --null` hands them on NUL-delimited (the workflows read them with
+`xargs --null`).
 """
 
 from __future__ import annotations
@@ -164,7 +169,22 @@ def _deepspeed_of(texts: list[str | None], target: str) -> bool:
 
 
 def _experiments_under(repo: Path, rev: str, folder: str) -> list[str]:
-    return [p for p in _ls_tree(repo, rev, folder) if classify(p) == "experiment"]
+    found = [p for p in _ls_tree(repo, rev, folder) if classify(p) == "experiment"]
+    for path in found:  # they are selected, or read with `git cat-file --batch`
+        _refuse_control_characters(path)
+    return found
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _refuse_control_characters(path: str) -> None:
+    if _CONTROL.search(path):
+        shown = path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        shown = shown.encode("unicode_escape").decode("ascii")
+        raise FatalError(f"{shown!r}: a file name with a control character (a newline, a "
+                         "tab, ...) cannot be passed on safely as a path; rename it "
+                         "(git mv) to letters, digits and . _ -")
 
 
 def changed_experiments(repo: Path, before: str, after: str) -> list[str]:
@@ -182,7 +202,10 @@ def changed_experiments(repo: Path, before: str, after: str) -> list[str]:
     selected: set[str] = set()
     folders: set[str] = set()
     deepspeed: set[str] = set()
-    for status, path in diff_entries(repo, base, head):
+    entries = diff_entries(repo, base, head)
+    for _, path in entries:
+        _refuse_control_characters(path)
+    for status, path in entries:
         kind = classify(path)
         deleted = status == "D"
         if kind == "experiment":

@@ -126,6 +126,13 @@ def used_datasets(train: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def image_identity(image: str) -> str:
+    """An image as a run's identity sees it: the digest when one is pinned (the same
+    bytes under another tag or registry path are the same image), else the reference."""
+    _, sep, digest = image.partition("@")
+    return digest if sep and digest.startswith("sha256:") else image
+
+
 def canonical_hash(data: Any) -> str:
     blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -143,6 +150,7 @@ class Launch:
     image: str
     storage: str
     env_from_secrets: dict[str, str] = field(default_factory=dict)
+    rerun: int = 0  # a deliberate re-run of the same config: part of the run's identity
 
     @property
     def total_gpus(self) -> int:
@@ -229,6 +237,7 @@ class Experiment:
             storage=text("storage", p.default_storage),
             env_from_secrets={str(k): str(v) for k, v in secrets.items()}
             if isinstance(secrets, dict) else {},
+            rerun=num("rerun", 0),
         )
 
     @property
@@ -236,25 +245,45 @@ class Experiment:
         """dataset/model/name: unique within the repository."""
         return f"{self.dataset}/{self.model}/{self.name}"
 
-    @cached_property
-    def config_hash(self) -> str:
-        """Hash of everything that decides what the run computes.
+    def launch_identity(self) -> dict[str, Any]:
+        """What decides what a run computes and where: the run is this experiment path
+        plus this value (and `launch.rerun`, kept apart so that the immutability and
+        duplicate rules can ignore it).
 
-        The train arguments, the dataset registration it uses, the DeepSpeed config and
-        the process layout; not metadata, queue or priority (they do not change results).
+        The train arguments as LLaMA-Factory reads them (`render.propose.normalize`,
+        with the tracker default the render fills in), the DeepSpeed config's content,
+        the `dataset_info` entries of the train and eval datasets and the data source
+        (URI and revision), the image (its digest when pinned), the process layout, the
+        storage profile and the secrets it reads (by name). Not metadata (owner,
+        description, tags), queue, priority, time limit or restarts: changing those is
+        not a new run.
         """
+        from render.propose.normalize import normalize_train
+
+        launch = self.launch
+        train = dict(self.train)
+        train.setdefault("report_to", self.profile.report_to)  # as the render fills it
+        if self.deepspeed_config is not None:
+            train.pop("deepspeed", None)  # the content below, wherever the file lives
+        train = normalize_train(train)
         names = used_datasets(self.train)
         info = self.registration.get("dataset_info") or {}
-        launch = self.launch
-        return canonical_hash(
-            {
-                "train": self.train,
-                "datasets": {n: info.get(n) for n in names} if isinstance(info, dict) else {},
-                "source": self.registration.get("source"),
-                "deepspeed": self.deepspeed_config,
-                "layout": [launch.nodes, launch.gpus_per_node, launch.gpu_type],
-            }
-        )
+        return {
+            "train": train,
+            "datasets": {n: info.get(n) for n in names} if isinstance(info, dict) else {},
+            "source": self.registration.get("source"),
+            "deepspeed": self.deepspeed_config,
+            "image": image_identity(launch.image),
+            "layout": [launch.nodes, launch.gpus_per_node, launch.gpu_type],
+            "storage": launch.storage,
+            "secrets": dict(sorted(launch.env_from_secrets.items())),
+        }
+
+    @cached_property
+    def config_hash(self) -> str:
+        """Hash of the launch identity (`launch_identity`): equal for configs that
+        LLaMA-Factory reads the same, whatever metadata or scheduling changed."""
+        return canonical_hash(self.launch_identity())
 
     # -- locations -----------------------------------------------------------------
     def finding(
@@ -289,6 +318,7 @@ class Experiment:
                 "image": launch.image,
                 "storage": launch.storage,
                 "env_from_secrets": launch.env_from_secrets,
+                "rerun": launch.rerun,
             },
             "train": self.train,
             "config_hash": self.config_hash,

@@ -30,6 +30,7 @@ from render.propose.profile import PROFILE_PATH
 from render.propose.quotas import KUEUE_DIR
 from render.propose.rules import EXPERIMENT_RULES, Context, secrets
 from render.propose.yamlsource import PathPart, YamlDoc, YamlError, json_path
+from render.record.indexref import IndexAt
 
 
 @dataclass
@@ -136,11 +137,14 @@ def _walk(folder: Path) -> list[Path]:
     return sorted(out)
 
 
-def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = False) -> LintResult:
+def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = False,
+         index_at: IndexAt | None = None) -> LintResult:
+    """Lint `paths` (default: every file under experiments/). `index_at`: judge what has
+    run by that commit's outputs-index/ (the base branch in CI), not the checkout's."""
     rels, exp_paths, problems = select(ws, paths)
     result = LintResult(files_checked=len(rels))
     findings: set[Finding] = set(problems)
-    ctx = Context(ws)
+    ctx = Context(ws, index_at)
     scanned: set[str] = set()
     deep_queue: list[Experiment] = []
 
@@ -257,11 +261,12 @@ def _check_dataset(ws: Workspace, path: Path, scan_doc: Callable[[YamlDoc], None
     return schema.validate("dataset.schema.json", doc.data, locate)
 
 
-def require_clean(ws: Workspace, paths: Iterable[Path] | None = None) -> list[Experiment]:
+def require_clean(ws: Workspace, paths: Iterable[Path] | None = None, *,
+                  index_at: IndexAt | None = None) -> list[Experiment]:
     """The experiments of `paths` (default: all), sorted by path, when they lint clean;
     else a FatalError listing every finding (render, plan, apply and launch refuse to go
     on with any problem)."""
-    result = lint(ws, paths)
+    result = lint(ws, paths, index_at=index_at)
     if not result.ok:
         raise FatalError(f"{len(result.findings)} lint problem(s); fix them first "
                          "(`ftops lint` shows them again)",

@@ -19,13 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from render.errors import FatalError
 from render.record.destination import Delivery, IndexDestination
 from render.record.identity import RunIdentity
+from render.record.index import validate
 from render.record.runrecord import MAX_LOSS_POINTS, Metrics, RunRecord
 from render.record.storage import Storage, open_storage
 from render.record.trainerlog import read_log
+from render.record.trust import RUN_JSON, StorageVerifier, StoredRecord
 
-RUN_JSON = "run.json"
 LOSS_CURVE = "loss_curve.png"
 
 
@@ -181,16 +183,30 @@ def finish(record: RunRecord, output_dir: Path, *, upload: bool,
         report = storage.upload_dir(output_dir, "")
         print(f"ftops hook: uploaded {len(report.uploaded)} file(s) "
               f"({len(report.skipped)} already there) to {storage.uri()}", file=sys.stderr)
-    return destination.deliver([record], kept_at=f"{record.artifacts_uri}/{RUN_JSON}")
+    # Verified against storage, other publishers' staged records land with ours.
+    return destination.deliver([record], kept_at=f"{record.artifacts_uri}/{RUN_JSON}",
+                               verify=StorageVerifier())
 
 
-def stored_records(storage: Storage, warn: Callable[[str], None]) -> list[RunRecord]:
-    """Every run.json under `experiments/` in artifact storage (what reconcile lands);
-    an unreadable one is named through `warn` and skipped."""
+def stored_records(storage: Storage, warn: Callable[[str], None]) -> list[StoredRecord]:
+    """Every run.json under `experiments/` in artifact storage (what reconcile may land),
+    with where it was read. One that does not parse as a run record (not JSON, `[]`, a
+    field of the wrong type, a number no reader can use) is named through `warn` and
+    left out; the others are returned."""
     out = []
     for key in storage.list_keys("experiments/", f"/{RUN_JSON}"):
+        uri = storage.uri(key)
         try:
-            out.append(RunRecord.from_json(storage.read_text(key) or ""))
-        except (ValueError, TypeError):
-            warn(f"ftops index reconcile: skipping unreadable {storage.uri(key)}")
+            record = RunRecord.from_json(storage.read_text(key) or "")
+            validate(record)
+        except (ValueError, TypeError, FatalError) as exc:
+            warn(f"ftops index reconcile: quarantined {uri}: not a valid run record "
+                 f"({_one_line(str(exc))}); the file is left as it is")
+            continue
+        out.append(StoredRecord(record, uri))
     return out
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

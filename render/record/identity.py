@@ -32,6 +32,7 @@ CONFIG_HASH_ANNOTATION = f"{LABEL_PREFIX}/config-hash"
 GIT_SHA_ANNOTATION = f"{LABEL_PREFIX}/git-sha"
 OWNER_ANNOTATION = f"{LABEL_PREFIX}/owner"
 ARTIFACTS_ANNOTATION = f"{LABEL_PREFIX}/artifacts"
+RERUN_ANNOTATION = f"{LABEL_PREFIX}/rerun"
 # Kueue's: which LocalQueue and priority class a JobSet asks for.
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -57,6 +58,7 @@ class RunIdentity:
     artifacts_uri: str = ""  # where the run's output lives (gs://..., file://...)
     storage: str = ""  # the storage profile: gcsfuse | pvc | ephemeral | local
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    rerun: int = 0  # launch.rerun: a deliberate re-run of the same config (0: the first)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +103,7 @@ class RunIdentity:
             GIT_SHA_ANNOTATION: self.git_sha,
             OWNER_ANNOTATION: self.owner,
             ARTIFACTS_ANNOTATION: self.artifacts_uri,
+            RERUN_ANNOTATION: str(self.rerun),
         }
 
     @classmethod
@@ -120,13 +123,15 @@ class RunIdentity:
             owner=str(ann.get(OWNER_ANNOTATION, "")),
             jobset=str(metadata.get("name", "")),
             artifacts_uri=str(ann.get(ARTIFACTS_ANNOTATION, "")),
+            rerun=int(rerun) if (rerun := str(ann.get(RERUN_ANNOTATION, "0"))).isdigit()
+            and len(rerun) < 6 else 0,
         )
 
 
 _REQUIRED = ("run_id", "experiment", "experiment_path", "dataset", "model", "config_hash",
              "git_sha")
 _TYPES: dict[str, type] = {f.name: (dict if f.name == "hyperparameters" else
-                                    int if f.name in ("nodes", "gpus_per_node") else str)
+                                    int if f.name in ("nodes", "gpus_per_node", "rerun") else str)
                            for f in fields(RunIdentity)}
 
 

@@ -16,7 +16,6 @@ overwrites a later one. An entry is never deleted.
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import os
@@ -127,13 +126,14 @@ def _read(path: str, shown: str) -> RunRecord:
             text = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise FatalError(f"{shown}: cannot read index entry: {exc}") from exc
+    return parse_entry(text, shown)
+
+
+def parse_entry(text: str, shown: str) -> RunRecord:
+    """The record an entry's text holds; FatalError naming `shown` when it is not a
+    valid entry (any JSON at all: nothing else escapes)."""
     try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        if not isinstance(data.get("metrics", {}) or {}, dict):
-            raise ValueError("'metrics' must be an object")
-        record = RunRecord.from_dict(data)
+        record = RunRecord.from_json(text)
         _check_types(record)
     except (ValueError, TypeError) as exc:
         raise FatalError(
@@ -225,6 +225,22 @@ _STR_FIELDS = (
 )  # fmt: skip
 
 
+_INT_RANGES = {"nodes": (0, 100_000), "gpus_per_node": (0, 100_000), "rerun": (0, 100_000),
+               "schema_version": (0, 100_000)}
+_EXIT_CODES = (-(2**31), 2**31)
+
+
+def _number(value: object) -> bool:
+    """A JSON number that every reader can use as a float: not a bool, finite, and in
+    a float's range (a 400-digit integer or 1e999 is not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def _check_types(record: RunRecord) -> None:
     for name in _STR_FIELDS:
         value = getattr(record, name)
@@ -232,18 +248,55 @@ def _check_types(record: RunRecord) -> None:
             raise ValueError(f"{name!r} must be a string, got {type(value).__name__}")
     if record.status not in STATUS_RANK:
         raise ValueError(f"unknown status {record.status!r} (use one of {', '.join(STATUSES)})")
+    for name in ("started_at", "finished_at"):
+        value = getattr(record, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name!r} must be a string or null, got {type(value).__name__}")
+    for name, (low, high) in _INT_RANGES.items():
+        value = getattr(record, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{name!r} must be an integer from {low} to {high}")
+    code = record.exit_code
+    if code is not None and (isinstance(code, bool) or not isinstance(code, int)
+                             or not _EXIT_CODES[0] <= code < _EXIT_CODES[1]):
+        raise ValueError("'exit_code' must be a 32-bit integer or null")
     metrics: Metrics = record.metrics
     for name, value in vars(metrics).items():
-        if value is not None and not (
-            isinstance(value, int | float) and not isinstance(value, bool)
-        ):
-            raise ValueError(f"metrics.{name} must be a number or null, got {value!r}")
-    if record.duration_s is not None and not isinstance(record.duration_s, int | float):
-        raise ValueError(f"'duration_s' must be a number or null, got {record.duration_s!r}")
+        if value is not None and not _number(value):
+            raise ValueError(f"metrics.{name} must be a finite number or null, "
+                             f"got {_short(value)}")
+    if record.duration_s is not None and not _number(record.duration_s):
+        raise ValueError(f"'duration_s' must be a finite number or null, "
+                         f"got {_short(record.duration_s)}")
     for name in ("hyperparameters", "resolved_config"):
-        if not isinstance(getattr(record, name), dict):
+        value = getattr(record, name)
+        if not isinstance(value, dict):
             raise ValueError(f"{name!r} must be an object")
+        _check_values(name, value)
     _check_loss_points(record.loss_points)
+
+
+def _check_values(name: str, data: dict[str, object]) -> None:
+    """Every number inside `data` is usable (see `_number`); walked without recursion,
+    so any nesting json.loads accepted is checked."""
+    stack: list[object] = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool) \
+                and not _number(value):
+            raise ValueError(f"{name!r} holds a number no reader can use: {_short(value)}")
+
+
+def _short(value: object) -> str:
+    """A value for a message: numbers of any size stay one short line."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _check_loss_points(points: object) -> None:
@@ -256,7 +309,7 @@ def _check_loss_points(points: object) -> None:
     if not {list, tuple}.issuperset(map(type, points)) or {2} != set(map(len, points)):
         raise ValueError("'loss_points' must be a list of [step, loss] pairs")
     flat = list(chain.from_iterable(points))
-    if not _NUMBER_TYPES.issuperset(map(type, flat)) or not all(map(math.isfinite, flat)):
+    if not _NUMBER_TYPES.issuperset(map(type, flat)) or not all(map(_number, flat)):
         raise ValueError("'loss_points' values must be finite numbers")
     steps = flat[0::2]
     if not all(map(operator.lt, steps, steps[1:])):

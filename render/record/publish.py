@@ -5,17 +5,17 @@ Everything is plain git, run from a scratch shallow clone (sparse: only
 `outputs-index/` is checked out):
 
 1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, merge into
-   the entry files every staged record (this call's and any other publisher's) with the
-   lifecycle rule (`index.merge_entry`), regenerate every generated file from the
-   entry files with `render.browse.sync.write_readme` (the map README, each dataset/model README,
-   the SVG loss curves; stale ones removed; never hand-merged), commit, and push the
-   branch together with the deletion of the swept staged refs in one
-   `git push --atomic`. A push rejected because the branch moved is retried after
+   the entry files this call's records and the staged records of other publishers that
+   it can verify (3.) with the lifecycle rule (`index.merge_entry`), regenerate every
+   generated file from the entry files with `render.browse.sync.write_readme` (the map
+   README, each dataset/model README, the SVG loss curves; stale ones removed; never
+   hand-merged), commit, and push the branch together with the deletion of the swept
+   staged refs in one `git push --atomic`. A push rejected because the branch moved is retried after
    jittered exponential backoff: fetch again and replay the merge on the new tip (the
    result a `git rebase` with those conflict rules would give, without ever stopping
-   in a conflicted state). Whoever lands first lands
-   everyone's staged records, so N concurrent publishers need a few rounds, not N;
-   a publisher whose records were landed by someone else has nothing left to push.
+   in a conflicted state). Whoever lands first lands every staged record it can
+   verify, so N concurrent hooks need a few rounds, not N; a publisher whose records
+   were landed by someone else has nothing left to push.
 2. **Stage** (only after a landing attempt failed, i.e. under contention). The records
    are pushed as a tiny parentless commit (one file, `pending.json`) to a ref of their
    own, `refs/ftops/pending/<unique token>`. A new, uniquely named ref is never
@@ -24,15 +24,24 @@ Everything is plain git, run from a scratch shallow clone (sparse: only
    publisher that sees an older staged set waits (backing off, a bounded number of
    times while that set does not change) for that set's publisher to land both, so
    under a burst one publisher lands for many instead of all of them colliding.
+3. **Trust.** A publisher's own records are trusted (it holds the push credentials);
+   anything else is a claim checked by a `render.record.trust.Verify`: another
+   publisher's staged set lands only when every record in it matches a run its launcher
+   recorded and the run's own run.json (a publisher without a verifier leaves other
+   sets to their owners), and reconcile lands a stored run.json only on the same terms.
+   Reconcile moves a staged set that holds an invalid or unverifiable record to
+   `refs/ftops/quarantine/<token>` (same commit, nothing lost) and names it; one bad
+   record never stops the others.
 
 After `attempts` failed git round trips `PublishError` is raised. The caller keeps its
-record (run.json); a record already staged is landed by the next publish or by
-`reconcile`, which lands every staged ref and every stored record the index lacks.
+record (run.json); a record already staged is landed by the next publish that can verify
+it or by `reconcile`, which lands every staged set and every stored record the index
+lacks that it can verify.
 
 git runs through `render.record.gitcmd` (list argv, hermetic environment, credentials
-redacted from every message). One module of ~475 lines on purpose: land, stage and wait
-are steps of one retry loop that share its budget and scratch clone (`_Session`), and
-reading them apart would hide how they interleave.
+redacted from every message). One module of ~590 lines on purpose: land, stage, wait and
+quarantine are steps of one retry loop that share its budget and scratch clone
+(`_Session`), and reading them apart would hide how they interleave.
 """
 
 from __future__ import annotations
@@ -56,8 +65,10 @@ from render.record import index
 from render.record.gitcmd import GitError, git_env, redact, run_git
 from render.record.index import INDEX_DIR
 from render.record.runrecord import RunRecord
+from render.record.trust import StoredRecord, Verify
 
 PENDING_PREFIX = "refs/ftops/pending/"
+QUARANTINE_PREFIX = "refs/ftops/quarantine/"
 _FETCHED_PENDING = "refs/ftops-fetched/pending/"
 _PENDING_FILE = "pending.json"
 _PENDING_FORMAT = "ftops-pending/1"
@@ -94,6 +105,10 @@ class PublishResult:
     commit: str | None  # the commit this call pushed to the branch, None if none
     attempts: int  # git round trips used (1 + retries)
     swept: tuple[str, ...] = ()  # other publishers' staged run ids this commit landed
+    # records that may not land (a stored run.json, reconcile), each with why
+    refused: tuple[str, ...] = ()
+    # staged sets moved to refs/ftops/quarantine/ (reconcile), each with why
+    quarantined: tuple[str, ...] = ()
 
 
 def publish(
@@ -106,36 +121,44 @@ def publish(
     author: tuple[str, str] = DEFAULT_AUTHOR,
     base_delay: float = 0.2,
     max_delay: float = 5.0,
+    verify: Verify | None = None,
 ) -> PublishResult:
-    """Merge `records` into the index on `remote`/`branch` (stage, then land; see the
-    module docstring). An entry at the same status is replaced, one at a later status
-    kept. Raises PublishError when `attempts` git round trips fail."""
+    """Merge the caller's own `records` into the index on `remote`/`branch` (stage,
+    then land; see the module docstring). An entry at the same status is replaced, one
+    at a later status kept. Other publishers' staged sets land too when `verify`
+    accepts every record in them. Raises PublishError when `attempts` git round trips
+    fail."""
     if not records:
         return PublishResult((), (), None, 0)
     with _as_publish_error(records):
-        session = _Session(remote, branch, workdir, attempts, author, base_delay, max_delay)
-        return session.run(records, replace_equal=True, stage=True, subject=None)
+        session = _Session(remote, branch, workdir, attempts, author, base_delay, max_delay,
+                           verify, reconciling=False)
+        return session.run([(r, None) for r in records], replace_equal=True, stage=True,
+                           subject=None)
 
 
 def reconcile(
-    stored: list[RunRecord],
+    stored: list[StoredRecord],
     *,
     remote: str,
+    verify: Verify,
     branch: str = "main",
     workdir: Path | None = None,
     attempts: int = 8,
     author: tuple[str, str] = DEFAULT_AUTHOR,
     base_delay: float = 0.2,
     max_delay: float = 5.0,
-) -> list[str]:
+) -> PublishResult:
     """Publish, in one commit, every stored record that the index lacks or holds at an
-    earlier lifecycle status, together with every record left staged on the remote by
-    a publish that did not finish; returns the stored run ids published (empty when
-    the index was in sync)."""
-    with _as_publish_error(stored):
-        session = _Session(remote, branch, workdir, attempts, author, base_delay, max_delay)
-        result = session.run(stored, replace_equal=False, stage=False, subject="index: reconcile")
-    return list(result.published)
+    earlier lifecycle status and that `verify` accepts, together with every staged set
+    whose records it accepts; other staged sets are quarantined. `published` holds the
+    stored run ids landed (empty when the index was in sync); `refused` and
+    `quarantined` say what did not land and why."""
+    with _as_publish_error([s.record for s in stored]):
+        session = _Session(remote, branch, workdir, attempts, author, base_delay, max_delay,
+                           verify, reconciling=True)
+        return session.run([(s.record, s.uri) for s in stored], replace_equal=False,
+                           stage=False, subject="index: reconcile")
 
 
 @contextlib.contextmanager
@@ -165,8 +188,13 @@ class _Staged:
     ref: str
     sha: str
     replace_equal: bool
-    records: list[RunRecord]
+    records: list[RunRecord]  # the valid ones
+    invalid: list[str]  # why each other record is not a valid record
 
+
+# A record to land and where it came from: None for the caller's own (trusted), else
+# the URI of the stored run.json it was read from (a claim, checked by `verify`).
+_Claim = tuple[RunRecord, str | None]
 
 class _Session:
     """One publish or reconcile: a scratch clone and a shared budget of attempts."""
@@ -180,6 +208,9 @@ class _Session:
         author: tuple[str, str],
         base_delay: float,
         max_delay: float,
+        verify: Verify | None,
+        *,
+        reconciling: bool,
     ) -> None:
         if attempts < 1:
             raise FatalError(f"attempts must be at least 1, got {attempts}")
@@ -199,14 +230,28 @@ class _Session:
         self.staged_ref = ""
         self.clone = Path()
         self.env: dict[str, str] = {}
+        self.verify = verify
+        self.reconciling = reconciling
+        self.refused: list[str] = []  # claims that did not validate (before any git)
 
     # -- driver ----------------------------------------------------------------
 
     def run(
-        self, records: list[RunRecord], *, replace_equal: bool, stage: bool, subject: str | None
+        self, claims: list[_Claim], *, replace_equal: bool, stage: bool, subject: str | None
     ) -> PublishResult:
-        for r in records:
-            index.validate(r)
+        kept: list[_Claim] = []
+        for record, source in claims:
+            if source is None:
+                index.validate(record)  # the caller's own: a bad one is the caller's bug
+                kept.append((record, source))
+                continue
+            try:
+                index.validate(record)
+            except FatalError as exc:  # one bad stored record never stops the others
+                self.refused.append(f"{source}: not a valid run record: {exc}")
+                continue
+            kept.append((record, source))
+        records = [r for r, _ in kept]
         self.run_ids = [r.run_id for r in records]
         if self.workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)
@@ -221,28 +266,26 @@ class _Session:
 
             def land() -> PublishResult:
                 # Stage once the first landing failed (contention): from then on any
-                # concurrent publisher that lands also lands these records.
+                # concurrent publisher that can verify them lands these records too.
                 if stage and not self.staged_ref and self.failures > 0:
                     self.staged_ref = self._stage(records, replace_equal)
                 if self.staged_ref:
                     on_remote = self._staged_on_remote()
-                    if self.staged_ref not in on_remote:
-                        # a concurrent publisher landed them (a staged ref is deleted
-                        # only by the push that lands it, or once the branch has it)
-                        ids = tuple(r.run_id for r in records)
-                        return PublishResult(ids, (), None, self.failures + 1)
-                    oldest = min(on_remote)
-                    if oldest != self.staged_ref:
-                        # An older staged set exists: its publisher lands ours with it.
-                        # Wait rather than join the stampede, as long as the oldest
-                        # set keeps changing (progress); land ourselves otherwise.
-                        if oldest != self.leader:
-                            self.leader, self.deferrals = oldest, 0
-                        if self.deferrals < _MAX_DEFERRALS and self.waits < _MAX_WAITS:
-                            self.deferrals += 1
-                            self.waits += 1
-                            raise _Deferred
-                return self._land(records, replace_equal, subject)
+                    # Gone: landed by a concurrent publisher, or quarantined by a
+                    # reconcile that could not verify it; `_land` finds out which.
+                    if self.staged_ref in on_remote:
+                        oldest = min(on_remote)
+                        if oldest != self.staged_ref:
+                            # An older staged set exists: its publisher may land ours
+                            # with it. Wait rather than join the stampede, as long as
+                            # the oldest set keeps changing (progress); else land.
+                            if oldest != self.leader:
+                                self.leader, self.deferrals = oldest, 0
+                            if self.deferrals < _MAX_DEFERRALS and self.waits < _MAX_WAITS:
+                                self.deferrals += 1
+                                self.waits += 1
+                                raise _Deferred
+                return self._land(kept, replace_equal, subject)
 
             return self._retry(land)
 
@@ -333,8 +376,9 @@ class _Session:
         return ref
 
     def _land(
-        self, records: list[RunRecord], replace_equal: bool, subject: str | None
+        self, claims: list[_Claim], replace_equal: bool, subject: str | None
     ) -> PublishResult:
+        records = [r for r, _ in claims]
         # fmt: off
         self._git(["fetch", "--quiet", "--prune", "--depth", "1", "--no-tags", "origin",
                    f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
@@ -345,32 +389,52 @@ class _Session:
         staged = self._read_staged()
         ours_staged = any(s.ref == self.staged_ref for s in staged)
         root = self.clone / INDEX_DIR
+        refused = list(self.refused)
+        quarantined: list[str] = []
 
         changed: dict[str, RunRecord] = {}  # index key -> record now in the entry
+        refspecs: list[str] = []  # staged refs deleted (landed) or moved (quarantined)
         for s in staged:
             if s.ref == self.staged_ref:
-                continue  # ours are merged below, with our own rule
-            for r in s.records:
+                refspecs.append(f":{s.ref}")  # ours are merged below, with our own rule
+                continue
+            landable, problems = self._check_staged(root, s)
+            if problems is None:
+                continue  # not ours to judge: left for its publisher or for reconcile
+            for r in landable:
                 if index.merge_entry(root, r, replace_equal=s.replace_equal)[1]:
                     changed[r.index_key] = r
-        ours_changed: set[str] = set()
-        for r in records:
+            if problems:
+                token = s.ref[len(PENDING_PREFIX) :]
+                refspecs += [f"{s.sha}:{QUARANTINE_PREFIX}{token}", f":{s.ref}"]
+                quarantined.append(f"{s.ref} moved to {QUARANTINE_PREFIX}{token}: "
+                                   + "; ".join(problems))
+            else:
+                refspecs.append(f":{s.ref}")
+        landed: dict[str, None] = {}  # run ids of our claims that changed an entry
+        for r, source in claims:
+            if source is not None:
+                problem = self._check_claim(root, r, source, replace_equal)
+                if problem is not None:
+                    refused.append(f"{source}: not landed: {problem}")
+                    continue
             if index.merge_entry(root, r, replace_equal=replace_equal)[1]:
                 changed[r.index_key] = r
-                ours_changed.add(r.index_key)
-        deletions = [f":{PENDING_PREFIX}{s.ref[len(PENDING_PREFIX) :]}" for s in staged]
+                landed[r.run_id] = None
         mine = {r.index_key for r in records}
         swept = tuple(sorted({r.run_id for k, r in changed.items() if k not in mine}))
 
         if not changed:
-            if deletions:  # all already landed: tidy up, best effort
+            if refspecs:  # all already landed, or only quarantines: best effort
                 with contextlib.suppress(GitError):
                     self._git(["push", "--quiet", "--atomic", "--porcelain", "origin",
-                               *deletions])  # fmt: skip
+                               *refspecs])  # fmt: skip
             # our staged copy gone = a concurrent publisher landed it
-            done = tuple(r.run_id for r in records if not ours_staged and self.staged_ref)
-            rest = tuple(r.run_id for r in records if r.run_id not in done)
-            return PublishResult(done, rest, None, self.failures + 1)
+            done = tuple(dict.fromkeys(r.run_id for r in records
+                                       if not ours_staged and self.staged_ref))
+            rest = tuple(dict.fromkeys(r.run_id for r in records if r.run_id not in done))
+            return PublishResult(done, rest, None, self.failures + 1, (), tuple(refused),
+                                 tuple(quarantined))
 
         # Every generated file (READMEs, SVGs) is regenerated from the merged entry
         # files and `add --all` stages new, changed and removed ones: whatever order
@@ -385,14 +449,48 @@ class _Session:
         self._git(["commit", "--quiet", "--no-verify", "-m", msg])
         sha = self._git(["rev-parse", "HEAD"]).strip()
         self._git(["push", "--quiet", "--atomic", "--porcelain", "origin",
-                   f"HEAD:refs/heads/{self.branch}", *deletions])  # fmt: skip
-        published = tuple(
-            r.run_id
-            for r in records
-            if r.index_key in ours_changed or (self.staged_ref and not ours_staged)
-        )
-        rest = tuple(r.run_id for r in records if r.run_id not in published)
-        return PublishResult(published, rest, sha, self.failures + 1, swept)
+                   f"HEAD:refs/heads/{self.branch}", *refspecs])  # fmt: skip
+        if self.staged_ref and not ours_staged:  # a concurrent publisher landed ours
+            landed.update(dict.fromkeys(r.run_id for r in records))
+        published = tuple(landed)
+        rest = tuple(dict.fromkeys(r.run_id for r in records if r.run_id not in landed))
+        return PublishResult(published, rest, sha, self.failures + 1, swept, tuple(refused),
+                             tuple(quarantined))
+
+    def _entry(self, root: Path, record: RunRecord) -> RunRecord | None:
+        path = root / record.index_key
+        return index.read_entry(path, root) if path.is_file() else None
+
+    def _check_claim(self, root: Path, record: RunRecord, source: str | None,
+                     replace_equal: bool) -> str | None:
+        """Why a claim may not land (None: it may, or it would change nothing)."""
+        try:
+            entry = self._entry(root, record)
+        except FatalError as exc:
+            return str(exc)
+        if index.merge_records(entry, record, replace_equal=replace_equal) is entry:
+            return None  # nothing would change
+        if self.verify is None:
+            return "no verifier"
+        return self.verify(record, entry, source)
+
+    def _check_staged(self, root: Path, s: _Staged) -> tuple[list[RunRecord], list[str] | None]:
+        """(records of another publisher's staged set that may land, problems); problems
+        None when this publisher leaves the set alone: it cannot verify it, or (not
+        reconciling) something in it does not verify."""
+        if self.verify is None:
+            return [], None
+        problems = [f"record {p}" for p in s.invalid]
+        landable = []
+        for r in s.records:
+            problem = self._check_claim(root, r, None, s.replace_equal)
+            if problem is None:
+                landable.append(r)
+            else:
+                problems.append(f"run {r.run_id} ({r.status}): {problem}")
+        if problems and not self.reconciling:
+            return [], None
+        return landable, problems
 
     def _staged_on_remote(self) -> list[str]:
         out = self._git(["ls-remote", "origin", f"{PENDING_PREFIX}*"])
@@ -416,14 +514,13 @@ class _Session:
             eol = raw.index(b"\n", pos)
             header = raw[pos:eol].split()
             pos = eol + 1
-            if len(header) != 3 or header[1] != b"blob":
-                continue  # not a staged record set: leave it alone
-            size = int(header[2])
-            body = raw[pos : pos + size]
-            pos += size + 1
-            parsed = _parse_staged(ref, sha, body)
-            if parsed is not None:
-                staged.append(parsed)
+            body: bytes | None = None
+            if len(header) == 3 and header[2].isdigit():
+                size = int(header[2])
+                if header[1] == b"blob":
+                    body = raw[pos : pos + size]
+                pos += size + 1
+            staged.append(_parse_staged(ref, sha, body))
         return sorted(staged, key=lambda s: s.ref)
 
     # -- git -------------------------------------------------------------------
@@ -441,21 +538,35 @@ class _Session:
 _T = TypeVar("_T")
 
 
-def _parse_staged(ref: str, sha: str, body: bytes) -> _Staged | None:
-    """A staged record set, or None when the ref holds anything else (left alone)."""
+def _parse_staged(ref: str, sha: str, body: bytes | None) -> _Staged:
+    """A staged record set: its valid records, and why each other one (or the whole
+    set, when it cannot be read as one) is invalid."""
+    if body is None:
+        return _Staged(ref, sha, True, [], [f"set: no {_PENDING_FILE} in the commit"])
     try:
         data = json.loads(body)
-        if not isinstance(data, dict) or data.get("format") != _PENDING_FORMAT:
-            return None
-        items = data.get("records")
-        if not isinstance(items, list):
-            return None
-        records = [RunRecord.from_dict(d) for d in items]
-        for r in records:
-            index.validate(r)
-    except (ValueError, TypeError, AttributeError, FatalError):
-        return None
-    return _Staged(ref, sha, bool(data.get("replace_equal", True)), records)
+    except (ValueError, RecursionError) as exc:
+        return _Staged(ref, sha, True, [], [f"set: not JSON ({_one_line(str(exc))})"])
+    items = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("format") != _PENDING_FORMAT \
+            or not isinstance(items, list):
+        return _Staged(ref, sha, True, [], [f"set: not an {_PENDING_FORMAT} record set"])
+    records: list[RunRecord] = []
+    invalid: list[str] = []
+    for i, item in enumerate(items):
+        try:
+            record = RunRecord.from_dict(item)
+            index.validate(record)
+        except (ValueError, TypeError, FatalError) as exc:
+            invalid.append(f"{i}: not a valid run record ({_one_line(str(exc))})")
+            continue
+        records.append(record)
+    return _Staged(ref, sha, data.get("replace_equal", True) is not False, records, invalid)
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _message(changed: list[RunRecord], subject: str | None) -> str:
@@ -469,6 +580,7 @@ def _message(changed: list[RunRecord], subject: str | None) -> str:
 __all__ = [
     "DEFAULT_AUTHOR",
     "PENDING_PREFIX",
+    "QUARANTINE_PREFIX",
     "PublishError",
     "PublishResult",
     "publish",

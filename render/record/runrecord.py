@@ -24,9 +24,9 @@ MAX_LOSS_POINTS = 64
 STATUSES = ("launched", "running", "succeeded", "failed", "cancelled")
 
 # The identity fields a record keeps (all of RunIdentity but the storage profile).
-_IDENTITY_FIELDS = ("run_id", "experiment", "experiment_path", "dataset", "model",
-                    "config_hash", "git_sha", "image", "owner", "nodes", "gpus_per_node",
-                    "gpu_type", "jobset", "artifacts_uri", "hyperparameters")
+IDENTITY_FIELDS = ("run_id", "experiment", "experiment_path", "dataset", "model",
+                   "config_hash", "git_sha", "image", "owner", "nodes", "gpus_per_node",
+                   "gpu_type", "jobset", "artifacts_uri", "hyperparameters", "rerun")
 
 
 def now() -> str:
@@ -87,6 +87,9 @@ class RunRecord:
     tracker_url: str = ""
     message: str = ""  # why it failed / was cancelled
     schema_version: int = SCHEMA_VERSION
+    # launch.rerun of the run (0 for the first run of a config: omitted from the JSON,
+    # so the entries of first runs stay byte-identical to those written before it)
+    rerun: int = 0
 
     @property
     def index_key(self) -> str:
@@ -97,6 +100,8 @@ class RunRecord:
         """Indented JSON with sorted keys; `loss_points` on one line (64 pairs would
         take 256 lines indented) and left out when empty."""
         data = asdict(self)
+        if not data["rerun"]:
+            del data["rerun"]
         points = data.pop("loss_points")
         if not points:
             return json.dumps(data, indent=2, sort_keys=True) + "\n"
@@ -116,7 +121,7 @@ class RunRecord:
     def of(cls, identity: RunIdentity, **outcome: Any) -> RunRecord:
         """A record of the run `identity` names, with the given outcome fields (which may
         also override an identity field, e.g. the artifacts URI as storage spells it)."""
-        ident = {name: getattr(identity, name) for name in _IDENTITY_FIELDS}
+        ident = {name: getattr(identity, name) for name in IDENTITY_FIELDS}
         ident["hyperparameters"] = dict(identity.hyperparameters)
         return cls(**{**ident, **outcome})
 
@@ -133,10 +138,17 @@ class RunRecord:
         return cls.of(RunIdentity.from_metadata(jobset.get("metadata") or {}), mode="cluster")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+    def from_dict(cls, data: Any) -> RunRecord:
+        """The record `data` holds; ValueError when it is not a record's shape (not an
+        object, or metrics that are not an object). Field types are checked by
+        `render.record.index.validate`."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a run record is a JSON object, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         metrics = values.pop("metrics", None) or {}
+        if not isinstance(metrics, dict):
+            raise ValueError("'metrics' must be an object")
         mknown = {f.name for f in fields(Metrics)}
         values["metrics"] = Metrics(**{k: v for k, v in metrics.items() if k in mknown})
         if values.get("loss_points", ()) is None:
@@ -145,4 +157,10 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, text: str) -> RunRecord:
-        return cls.from_dict(json.loads(text))
+        """ValueError (never another exception) for text that is not a record's JSON:
+        deep nesting and numbers Python cannot hold included."""
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+        return cls.from_dict(data)

@@ -119,26 +119,74 @@ def test_killed_run_resumes_from_checkpoint_as_one_run(repo: tuple[Path, Path]) 
     assert [e.name for e in entries] == [f"sft_lora_long_v1__{record.run_id}.json"]
 
 
+FIRST_PUSH_ONLY = """#!/bin/sh
+n=$(cat pushes 2>/dev/null || echo 0)
+echo $((n + 1)) > pushes
+[ "$n" -eq 0 ] && exit 0
+echo 'pushes are closed' >&2
+exit 1
+"""
+
+
 def test_refused_push_loses_nothing_and_reconcile_heals(repo: tuple[Path, Path],
                                                        tmp_path: Path) -> None:
+    """The run's start is recorded (the `launched` entry: the remote takes that first
+    push), then the remote refuses every push: the run succeeds, its record waits in
+    storage, and reconcile lands it, checked against the launched entry."""
+    work, remote = repo
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(FIRST_PUSH_ONLY)
+    hook.chmod(0o755)
+    code = main(["--repo", str(work), "launch", "--local", DEMO, "--work",
+                 str(work / "outputs"), "--no-progress", "--index-remote", str(remote)])
+    assert code == 0  # the run succeeded; only publishing its end failed
+    out_dir = run_dir(work)
+    record = RunRecord.from_json((out_dir / "run.json").read_text())
+    assert record.status == "succeeded"
+    started = clone(remote, tmp_path / "started")
+    assert RunRecord.from_json((started / "outputs-index" / record.index_key).read_text()
+                               ).status == "launched"
+    hook.unlink()
+    assert main(["--repo", str(work), "index", "reconcile", "--storage",
+                 str(work / "outputs"), "--remote", str(remote)]) == 0
+    checkout = clone(remote, tmp_path / "checkout")
+    entry = RunRecord.from_json((checkout / "outputs-index" / record.index_key).read_text())
+    assert entry.to_json() == record.to_json()
+    assert record.run_id in (checkout / "outputs-index" / "README.md").read_text()
+
+
+def test_an_index_that_cannot_record_the_start_starts_nothing(
+        repo: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
     work, remote = repo
     hook = remote / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'pushes are closed' >&2\nexit 1\n")
     hook.chmod(0o755)
     code = main(["--repo", str(work), "launch", "--local", DEMO, "--work",
                  str(work / "outputs"), "--no-progress", "--index-remote", str(remote)])
-    assert code == 0  # the run succeeded; only publishing failed
-    out_dir = run_dir(work)
-    record = RunRecord.from_json((out_dir / "run.json").read_text())
-    assert record.status == "succeeded"
-    published = git(remote, "ls-tree", "-r", "--name-only", "main").split()
-    assert not [p for p in published if p.startswith("outputs-index/") and p.endswith(".json")]
-    hook.unlink()
-    assert main(["--repo", str(work), "index", "reconcile", "--storage",
-                 str(work / "outputs"), "--remote", str(remote)]) == 0
-    checkout = clone(remote, tmp_path / "checkout")
-    assert (checkout / "outputs-index" / record.index_key).is_file()
-    assert record.run_id in (checkout / "outputs-index" / "README.md").read_text()
+    err = capsys.readouterr().err
+    assert code == 1 and "cannot record the start of run" in err and "Nothing was trained" in err
+    assert not list(run_dir(work).glob("logs/*")) and not (run_dir(work) / "run.json").exists()
+
+
+def test_the_demo_leaves_the_checkout_as_it_was(repo: tuple[Path, Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`ftops demo` (the README's first command) records its run in .demo/outputs-index/
+    and changes no tracked file, so the README's second command runs on the same tree."""
+    from render.browse.readme import render_readme
+
+    work, _ = repo
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", "a clean tree", "--allow-empty")
+    assert main(["--repo", str(work), "demo", "--work", str(work / "outputs")]) == 0
+    out = capsys.readouterr().out
+    assert "browse: .demo/outputs-index/demo/tiny-llama/README.md" in out
+    assert git(work, "status", "--porcelain", "--untracked-files=all") == ""
+    assert (work / "outputs-index/README.md").read_text() == render_readme([])
+    demo_index = work / ".demo/outputs-index"
+    (entry,) = demo_index.rglob("sft_lora_v1__*.json")
+    assert RunRecord.from_json(entry.read_text()).status == "succeeded"
+    assert main(["--repo", str(work), "index", "check"]) == 0
+    assert main(["--repo", str(work), "lint"]) == 0
 
 
 def test_bucket_storage_uploads_artifacts(repo: tuple[Path, Path], gcs_emulator: object) -> None:

@@ -82,12 +82,15 @@ def test_changing_k8s_base_rerenders_every_experiment(tmp_path: Path) -> None:
         assert "runAsUser: 2000" in after[path]
 
 
-def test_commit_changes_run_id_and_names_fit(tmp_path: Path) -> None:
+def test_commit_is_lineage_not_the_run_id_and_names_fit(tmp_path: Path) -> None:
+    """The same experiment merged at another commit names the same run (it launches
+    once); the commit is kept as the run's git_sha."""
     root = make_workspace(tmp_path)
     a = {s.exp.path: s for s in specs_for(root, "a" * 40)}
     b = {s.exp.path: s for s in specs_for(root, "b" * 40)}
     for path in a:
-        assert a[path].run_id != b[path].run_id
+        assert a[path].run_id == b[path].run_id
+        assert (a[path].identity().git_sha, b[path].identity().git_sha) == ("a" * 40, "b" * 40)
         js = a[path].jobset
         assert k8snames.check_dns_label(js) is None
         host = naming.pod_hostname(js, a[path].exp.launch.nodes - 1)

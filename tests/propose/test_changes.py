@@ -339,3 +339,78 @@ def test_cli_github_output(repo: Repo, tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.delenv("GITHUB_OUTPUT")
     with pytest.raises(FatalError, match="GITHUB_OUTPUT"):
         args.func(args)
+
+
+# -- file names that could become structure (issue 10, item 8c) -------------------------
+
+CONTROL_NAMES = [
+    "experiments/alpaca/qwen/x_v1.yaml\n--dry-run.yaml",  # a newline: a second argument
+    "experiments/alpaca/qwen/tab\there_v1.yaml",
+    "experiments/alpaca/qwen/cr\rhere_v1.yaml",
+    "experiments/alpaca/qwen/esc\x1b[31m_v1.yaml",
+    "experiments/alpaca/qwen/del\x7f_v1.yaml",
+    "experiments/alpaca/qwen\nx/sft_v1.yaml",  # in a folder name
+]
+
+
+@pytest.mark.parametrize("name", CONTROL_NAMES, ids=lambda n: repr(n)[1:-1][:40])
+def test_names_with_control_characters_are_refused(repo: Repo, name: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from render.cli import main
+
+    base = repo.git("rev-parse", "HEAD")
+    repo.write(name, exp())
+    repo.commit()
+    with pytest.raises(FatalError, match="control character") as err:
+        repo.changed(base)
+    assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
+    assert main(["--repo", str(repo.root), "changes", "--base", base, "--head", "HEAD"]) == 1
+    out = capsys.readouterr()
+    assert out.out == "" and "Traceback" not in out.err
+    (line,) = out.err.strip().splitlines()
+    assert "rename it" in line
+
+
+def test_a_control_character_under_a_changed_folder_is_refused(repo: Repo) -> None:
+    repo.write("experiments/alpaca/llama/odd\nname_v1.yaml", exp())
+    base = repo.commit()
+    repo.write(A_DEF, "train:\n  cutoff_len: 2048\n")  # selects every experiment under it
+    repo.commit()
+    with pytest.raises(FatalError, match="control character"):
+        repo.changed(base)
+
+
+def test_paths_travel_nul_delimited_to_ftops(repo: Repo, tmp_path: Path) -> None:
+    """The workflows' pipeline, for real: `ftops changes --null > changed.nul`, then
+    `xargs --null --no-run-if-empty --arg-file=changed.nul <command>`: odd but legal
+    names arrive as one argument each, and an empty list runs nothing."""
+    base = repo.git("rev-parse", "HEAD")
+    odd = ["experiments/alpaca/qwen/sft lora é_v1.yaml",
+           "experiments/alpaca/qwen/--dry-run_v1.yaml",
+           "experiments/alpaca/qwen/quote'\"_v1.yaml"]
+    for name in odd:
+        repo.write(name, exp())
+    repo.commit()
+    listed = tmp_path / "changed.nul"
+    with listed.open("wb") as fh:
+        subprocess.run([sys.executable, "-m", "render", "--repo", str(repo.root), "changes",
+                        "--base", base, "--head", "HEAD", "--null"], stdout=fh, check=True)
+    assert listed.read_bytes().endswith(b"\0") and b"\n" not in listed.read_bytes()
+    show = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.argv[1:]))"]
+    out = subprocess.run(["xargs", "--null", "--no-run-if-empty", f"--arg-file={listed}",
+                          *show], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == sorted(odd)
+    # --files-from reads the same list (an empty one selects nothing, not everything)
+    from render.cli import _files_from
+
+    assert [str(p) for p in _files_from(str(listed))] == sorted(odd)
+    empty = tmp_path / "empty.nul"
+    empty.write_bytes(b"")
+    assert _files_from(str(empty)) == []
+    ran = subprocess.run(["xargs", "--null", "--no-run-if-empty", f"--arg-file={empty}",
+                          *show], capture_output=True, text=True, check=True).stdout
+    assert ran == ""
+    bad = tmp_path / "bad.nul"
+    bad.write_bytes(b"experiments/a/b/x\n--dry-run.yaml\0")
+    with pytest.raises(FatalError, match="control character"):
+        _files_from(str(bad))

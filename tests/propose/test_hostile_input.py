@@ -452,6 +452,7 @@ def test_reconcile_refuses_a_committed_symlink_in_its_clone(tmp_path: Path) -> N
     """A real bare remote whose main holds outputs-index/alpaca -> an outside folder."""
     from render.record.publish import PublishError, reconcile
     from render.record.runrecord import RunRecord
+    from render.record.trust import StoredRecord
 
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -475,7 +476,9 @@ def test_reconcile_refuses_a_committed_symlink_in_its_clone(tmp_path: Path) -> N
                        dataset="alpaca", model="llama-3.1-8b", config_hash="x",
                        git_sha="0" * 40, status="succeeded")
     with pytest.raises(PublishError, match="symbolic link"):
-        reconcile([record], remote=bare.as_uri(), workdir=tmp_path / "work", attempts=1,
+        reconcile([StoredRecord(record, f"{tmp_path}/run.json")], remote=bare.as_uri(),
+                  # every claim trusted: the subject is the clone's symlink, not trust
+                  verify=lambda claim, entry, where: None, workdir=tmp_path / "work", attempts=1,
                   base_delay=0.01, max_delay=0.01)
     assert list(outside.iterdir()) == []
 

@@ -1,15 +1,17 @@
-"""Publishing index entries to a real git remote (a bare repository in tmp_path)."""
+"""Publishing index entries to a real git remote (a bare repository in tmp_path).
+
+Records of other publishers (staged refs) and stored run.json files land only when they
+match a run its launcher recorded (`render.record.trust`): `launch()` below plays the
+launcher (the `launched` entry on main) and the hook (run.json in file storage)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
-from run_records import make_record
+from index_remote import FAST, entries, generated, git, launch, make_remote, rec, show, stored
 
 from render.browse.readme import render_index, render_readme
 from render.errors import FatalError
@@ -22,65 +24,12 @@ from render.record.publish import (
     redact,
 )
 from render.record.runrecord import Metrics, RunRecord
-
-FAST = {"base_delay": 0.01, "max_delay": 0.05}
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(cwd or Path.cwd()),
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.com",
-        "LC_ALL": "C",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    ).stdout
+from render.record.trust import StorageVerifier, StoredRecord
 
 
 @pytest.fixture
 def remote(tmp_path: Path) -> Path:
-    """A bare remote whose main holds an empty index README and one experiment file."""
-    bare = tmp_path / "remote.git"
-    git("init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    seed = tmp_path / "seed"
-    git("init", "--quiet", "--initial-branch=main", str(seed))
-    (seed / "outputs-index").mkdir()
-    (seed / "outputs-index/README.md").write_text(render_readme([]))
-    (seed / "experiments/alpaca/llama-3.1-8b").mkdir(parents=True)
-    (seed / "experiments/alpaca/llama-3.1-8b/sft.yaml").write_text("learning_rate: 1e-4\n")
-    git("add", "-A", cwd=seed)
-    git("commit", "--quiet", "-m", "seed", cwd=seed)
-    git("push", "--quiet", str(bare), "main", cwd=seed)
-    return bare
-
-
-def show(bare: Path, path: str, ref: str = "main") -> str:
-    return git("--git-dir", str(bare), "show", f"{ref}:{path}")
-
-
-def generated(bare: Path) -> dict[str, str]:
-    """Every generated (non-entry) file under outputs-index/ on main, by path relative
-    to outputs-index/."""
-    out = git("--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main", "outputs-index")
-    paths = [p for p in out.splitlines() if not p.endswith(".json")]
-    return {p[len("outputs-index/") :]: show(bare, p) for p in paths}
-
-
-def entries(bare: Path) -> list[str]:
-    out = git("--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main", "outputs-index")
-    return [p for p in out.splitlines() if p.endswith(".json")]
-
-
-def rec(run_id: str = "r1", **kw: Any) -> RunRecord:
-    kw.setdefault("metrics", Metrics(final_train_loss=1.0, eval_loss=1.1))
-    kw.setdefault("experiment", "sft")
-    return make_record(run_id, **kw)
+    return make_remote(tmp_path)
 
 
 def test_publish_one_record(remote: Path, tmp_path: Path) -> None:
@@ -152,8 +101,11 @@ def test_concurrent_publishers_lose_nothing(remote: Path, tmp_path: Path) -> Non
         for i in range(30)
     ]
 
+    runs = launch(remote, tmp_path / "store", runs)
+
     def one(r: RunRecord) -> PublishResult:
-        return publish([r], remote=url, workdir=tmp_path / "w")  # default attempts (8)
+        # the hook's publish: its own record, and others' staged records it can verify
+        return publish([r], remote=url, workdir=tmp_path / "w", verify=StorageVerifier())
 
     with ThreadPoolExecutor(max_workers=30) as pool:
         results = list(pool.map(one, runs))
@@ -170,7 +122,7 @@ def test_concurrent_publishers_lose_nothing(remote: Path, tmp_path: Path) -> Non
     count = git("--git-dir", str(remote), "rev-list", "--count", "--merges", "main")
     assert count.strip() == "0"
     commits = int(git("--git-dir", str(remote), "rev-list", "--count", "main"))
-    assert 2 <= commits <= 31
+    assert 3 <= commits <= 32  # the seed, the launcher's commit, then batches
     # every staged ref was landed and deleted
     assert git("--git-dir", str(remote), "for-each-ref", "refs/ftops") == ""
 
@@ -190,14 +142,12 @@ def test_concurrent_updates_of_one_run_keep_the_latest_status(remote: Path) -> N
 
 
 def test_refusing_remote_then_reconcile(remote: Path, tmp_path: Path) -> None:
+    r, r1 = launch(remote, tmp_path / "store", [rec("r42"), rec("r1", status="failed")])
     hook = remote / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'index is frozen' >&2\nexit 1\n")
     hook.chmod(0o755)
     # the caller's durable record: run.json beside the artifacts
-    run_json = tmp_path / "outputs" / "run.json"
-    run_json.parent.mkdir()
-    r = rec("r42")
-    run_json.write_text(r.to_json())
+    run_json = Path(r.artifacts_uri.removeprefix("file://")) / "run.json"
     before = git("--git-dir", str(remote), "rev-parse", "main")
 
     with pytest.raises(PublishError) as err:
@@ -210,15 +160,16 @@ def test_refusing_remote_then_reconcile(remote: Path, tmp_path: Path) -> None:
     assert run_json.read_text() == r.to_json()  # nothing lost
 
     hook.unlink()
-    stored = [RunRecord.from_json(run_json.read_text()), rec("r1", status="running")]
-    published = reconcile(stored, remote=remote.as_uri(), **FAST)
-    assert published == ["r42", "r1"]
+    result = reconcile(stored([r, r1]), remote=remote.as_uri(), verify=StorageVerifier(),
+                       **FAST)
+    assert result.published == ("r42", "r1") and result.refused == ()
     assert show(remote, "outputs-index/alpaca/llama-3.1-8b/sft__r42.json") == r.to_json()
-    assert show(remote, "outputs-index/README.md") == render_readme(stored)
+    assert show(remote, "outputs-index/README.md") == render_readme([r, r1])
     msg = git("--git-dir", str(remote), "log", "-1", "--format=%B", "main")
     assert msg.startswith("index: reconcile 2 runs\n")
     # in sync now: nothing to do
-    assert reconcile(stored, remote=remote.as_uri()) == []
+    assert reconcile(stored([r, r1]), remote=remote.as_uri(),
+                     verify=StorageVerifier()).published == ()
 
 
 FREEZE_MAIN = """#!/bin/sh
@@ -229,33 +180,45 @@ exit 0
 """
 
 
-def test_staged_records_survive_and_are_landed_by_the_next_publisher(remote: Path) -> None:
+def test_staged_records_survive_and_are_landed_by_the_next_publisher(
+        remote: Path, tmp_path: Path) -> None:
+    r7, r8 = launch(remote, tmp_path / "store", [rec("r7", status="failed"), rec("r8")])
     hook = remote / "hooks" / "pre-receive"
     hook.write_text(FREEZE_MAIN)
     hook.chmod(0o755)
     with pytest.raises(PublishError) as err:
-        publish([rec("r7", status="failed")], remote=remote.as_uri(), attempts=3, **FAST)
+        publish([r7], remote=remote.as_uri(), attempts=3, **FAST)
     staged = err.value.staged
     assert staged.startswith(PENDING_PREFIX) and staged in str(err.value)
     assert staged in git("--git-dir", str(remote), "for-each-ref", "refs/ftops")
     hook.unlink()
-    # someone else's publish lands the staged record too, and deletes the staged ref
-    result = publish([rec("r8")], remote=remote.as_uri())
+    # a publisher that cannot verify others' records (no storage) leaves them staged
+    other = publish([rec("r0", status="launched")], remote=remote.as_uri())
+    assert other.swept == () and staged in git("--git-dir", str(remote), "for-each-ref")
+    # a hook's publish verifies r7 against its launched entry and its run.json, lands
+    # it too, and deletes the staged ref
+    result = publish([r8], remote=remote.as_uri(), verify=StorageVerifier())
     assert result.published == ("r8",) and result.swept == ("r7",)
-    assert {Path(p).name for p in entries(remote)} == {"sft__r7.json", "sft__r8.json"}
+    assert {Path(p).name for p in entries(remote)} == {"sft__r0.json", "sft__r7.json",
+                                                       "sft__r8.json"}
+    assert show(remote, "outputs-index/alpaca/llama-3.1-8b/sft__r7.json") == r7.to_json()
     assert git("--git-dir", str(remote), "for-each-ref", "refs/ftops") == ""
 
 
-def test_reconcile_lands_staged_records(remote: Path) -> None:
+def test_reconcile_lands_staged_records(remote: Path, tmp_path: Path) -> None:
+    (r9,) = launch(remote, tmp_path / "store", [rec("r9")])
     hook = remote / "hooks" / "pre-receive"
     hook.write_text(FREEZE_MAIN)
     hook.chmod(0o755)
     with pytest.raises(PublishError):
-        publish([rec("r9")], remote=remote.as_uri(), attempts=2, **FAST)
+        publish([r9], remote=remote.as_uri(), attempts=2, **FAST)
     hook.unlink()
-    assert reconcile([], remote=remote.as_uri()) == []  # nothing of ours, but it lands r9
+    # nothing of ours, but it lands r9
+    result = reconcile([], remote=remote.as_uri(), verify=StorageVerifier())
+    assert result.published == () and result.swept == ("r9",)
     assert [Path(p).name for p in entries(remote)] == ["sft__r9.json"]
-    assert show(remote, "outputs-index/README.md") == render_readme([rec("r9")])
+    assert show(remote, "outputs-index/README.md") == render_readme([r9])
+    assert git("--git-dir", str(remote), "for-each-ref", "refs/ftops") == ""
 
 
 def test_garbage_under_the_staging_prefix_is_ignored(remote: Path, tmp_path: Path) -> None:
@@ -269,17 +232,22 @@ def test_garbage_under_the_staging_prefix_is_ignored(remote: Path, tmp_path: Pat
     assert f"{PENDING_PREFIX}junk" in git("--git-dir", str(remote), "for-each-ref")
 
 
-def test_reconcile_publishes_only_missing_or_earlier(remote: Path) -> None:
+def test_reconcile_publishes_only_missing_or_earlier(remote: Path, tmp_path: Path) -> None:
     url = remote.as_uri()
-    publish([rec("a", status="succeeded"), rec("b", status="running")], remote=url)
-    stored = [
-        rec("a", status="succeeded", owner="someone-else"),  # same status: index kept
-        rec("b", status="failed"),  # later status: published
-        rec("c", status="launched"),  # missing: published
-    ]
-    assert reconcile(stored, remote=url) == ["b", "c"]
-    a = RunRecord.from_json(show(remote, "outputs-index/alpaca/llama-3.1-8b/sft__a.json"))
-    assert a.owner == "jk"
+    a, b, c = launch(remote, tmp_path / "store",
+                     [rec("a", status="succeeded"), rec("b", status="failed"), rec("c")])
+    publish([a, RunRecord.from_dict({**json.loads(b.to_json()), "status": "running"})],
+            remote=url)
+    c_path = Path(c.artifacts_uri.removeprefix("file://")) / "run.json"
+    c_path.unlink()  # c has not finished: no run.json, only its launched entry
+    a2 = RunRecord.from_dict({**json.loads(a.to_json()), "message": "a later copy"})
+    (Path(a.artifacts_uri.removeprefix("file://")) / "run.json").write_text(a2.to_json())
+    result = reconcile(stored([a2, b, c]), remote=url, verify=StorageVerifier())
+    assert result.published == ("b",)  # a: same status, the index wins; c: nothing stored
+    entry = RunRecord.from_json(show(remote, "outputs-index/alpaca/llama-3.1-8b/sft__a.json"))
+    assert entry.message == ""
+    assert RunRecord.from_json(
+        show(remote, "outputs-index/alpaca/llama-3.1-8b/sft__c.json")).status == "launched"
 
 
 def test_credentials_are_redacted(tmp_path: Path) -> None:
@@ -303,7 +271,8 @@ def test_missing_branch_and_bad_input(remote: Path) -> None:
     with pytest.raises(PublishError, match="dataset"):
         publish([rec(dataset="../x")], remote=remote.as_uri())
     with pytest.raises(PublishError, match="invalid branch"):
-        reconcile([rec()], remote=remote.as_uri(), branch="a..b")
+        reconcile([StoredRecord(rec(), "file:///x/run.json")], remote=remote.as_uri(),
+                  verify=StorageVerifier(), branch="a..b")
     assert publish([], remote=remote.as_uri()).published == ()
 
 

@@ -10,12 +10,16 @@ from render.errors import FatalError
 from render.propose.experiment import Experiment, Workspace
 from render.propose.quotas import Quotas, load_quotas
 from render.record.index import ENTRY_SEPARATOR, INDEX_DIR, entries_by_experiment, read_entry
+from render.record.indexref import IndexAt
 from render.record.runrecord import RunRecord
 
 
 @dataclass
 class Context:
     ws: Workspace
+    # The runs as of a commit (`lint --index-ref`: the base branch), instead of the
+    # checkout's outputs-index/ (which a pull request can edit).
+    index_at: IndexAt | None = None
     _runs: dict[str, list[RunRecord]] = field(default_factory=dict)
     _listing: dict[tuple[str, str], dict[str, list[Path]]] = field(default_factory=dict)
     _admission: dict[tuple[object, ...], str | None] = field(default_factory=dict)
@@ -34,9 +38,13 @@ class Context:
         return self._admission[key]
 
     def past_runs(self, exp: Experiment) -> list[RunRecord]:
-        """Runs recorded in outputs-index/ for this experiment (the folder is listed once,
-        entries are read on demand; an unreadable entry is `ftops index check`'s to
-        report)."""
+        """Runs recorded for this experiment: in `index_at` when given, else in the
+        checkout's outputs-index/ (the folder is listed once, entries are read on
+        demand; an unreadable entry is `ftops index check`'s to report)."""
+        if exp.path not in self._runs and self.index_at is not None:
+            self._runs[exp.path] = sorted(self.index_at.runs_of(exp.dataset, exp.model,
+                                                                exp.name),
+                                          key=lambda r: r.index_key)
         if exp.path not in self._runs:
             key = (exp.dataset, exp.model)
             if key not in self._listing:

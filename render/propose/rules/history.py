@@ -1,4 +1,10 @@
-"""What has run stays as it ran: no edits after a run, no duplicate configs."""
+"""What has run stays as it ran: no edits after a run, no duplicate configs.
+
+Both compare launch identities (`Experiment.config_hash`: the training config as
+LLaMA-Factory reads it, data, DeepSpeed content, image, layout, storage and secrets), so
+`num_train_epochs: 3` -> `3.0` or a description typo is no edit, while a new image is.
+`launch.rerun` is not compared: a deliberate re-run of a config that ran is allowed.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +34,19 @@ def check_immutable(exp: Experiment, ctx: Context) -> Iterator[Finding]:
     if any(run.config_hash == current for run in runs):
         return
     newest = runs[-1]
+    hint = f"revert this change and copy it to {next_version(exp, ctx)}.yaml instead"
+    raw = exp.merged.get("launch")
+    pinned = isinstance(raw, dict) and "image" in raw
+    if newest.mode == "cluster" and newest.image and newest.image != exp.launch.image:
+        where = ("its launch.image" if pinned else
+                 "the cluster profile's default image")
+        hint = (f"{where} changed since it ran ({newest.image} -> {exp.launch.image}): "
+                f"pin `launch.image: {newest.image}` in this experiment to keep it as it "
+                f"ran, or {hint}")
     yield exp.finding((), f"{exp.name} has already run (run {newest.run_id}, "
-                      f"{newest.status}) with a different config; a run's config is never "
-                      "edited", f"revert this change and copy it to "
-                      f"{next_version(exp, ctx)}.yaml instead", "history")
+                      f"{newest.status}) with a different launch identity (training config, "
+                      "data, image, layout, storage or secrets); a run is never edited",
+                      hint, "history")
 
 
 def check_duplicates(exp: Experiment, ctx: Context) -> Iterator[Finding]:
