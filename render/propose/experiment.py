@@ -104,6 +104,24 @@ class Experiment:
         return value if isinstance(value, dict) else {}
 
     @property
+    def evaluate(self) -> dict[str, dict[str, Any]]:
+        """The `evaluate:` entries (name -> LLaMA-Factory predict arguments); entries
+        that are not mappings are left out (the schema reports them)."""
+        value = self.merged.get("evaluate")
+        if not isinstance(value, dict):
+            return {}
+        return {str(k): v for k, v in value.items() if isinstance(v, dict)}
+
+    @property
+    def eval_datasets(self) -> list[str]:
+        """Dataset names the run evaluates on: train.eval_dataset (during training) and
+        every `evaluate:` entry's eval_dataset, in that order, each once."""
+        names = dataset_names(self.train.get("eval_dataset"))
+        for entry in self.evaluate.values():
+            names += dataset_names(entry.get("eval_dataset"))
+        return list(dict.fromkeys(names))
+
+    @property
     def registration(self) -> dict[str, Any]:
         data = self.dataset_doc.data if self.dataset_doc else None
         return data if isinstance(data, dict) else {}
@@ -156,15 +174,21 @@ class Experiment:
         names = dataset_names(self.train.get("dataset"))
         info = self.registration.get("dataset_info") or {}
         launch = self.launch
-        return canonical_hash(
-            {
-                "train": self.train,
-                "datasets": {n: info.get(n) for n in names} if isinstance(info, dict) else {},
-                "source": self.registration.get("source"),
-                "deepspeed": self.deepspeed_config,
-                "layout": [launch.nodes, launch.gpus_per_node, launch.gpu_type],
-            }
-        )
+        computed: dict[str, Any] = {
+            "train": self.train,
+            "datasets": {n: info.get(n) for n in names} if isinstance(info, dict) else {},
+            "source": self.registration.get("source"),
+            "deepspeed": self.deepspeed_config,
+            "layout": [launch.nodes, launch.gpus_per_node, launch.gpu_type],
+        }
+        # what is evaluated (only when there is any: earlier hashes stay as they were)
+        if "evaluate" in self.merged:
+            computed["evaluate"] = self.merged["evaluate"]
+        evals = self.eval_datasets
+        if evals:
+            computed["eval_datasets"] = ({n: info.get(n) for n in evals}
+                                         if isinstance(info, dict) else {})
+        return canonical_hash(computed)
 
     # -- locations -----------------------------------------------------------------
     def finding(
@@ -201,6 +225,7 @@ class Experiment:
                 "env_from_secrets": launch.env_from_secrets,
             },
             "train": self.train,
+            **({"evaluate": self.merged["evaluate"]} if "evaluate" in self.merged else {}),
             "config_hash": self.config_hash,
         }
 

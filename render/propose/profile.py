@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from render.errors import FatalError
+from render.record.results import DEFAULT_LEADERBOARD, Leaderboard, parse_leaderboard
 
 PROFILE_PATH = Path("k8s-base") / "cluster-profile.yaml"
 
@@ -42,6 +43,8 @@ class Profile:
     default_priority: str
     max_nodes: int
     gpu_types: dict[str, GpuType]
+    # how dataset READMEs rank runs when their dataset.yaml names no leaderboard
+    leaderboard: Leaderboard = DEFAULT_LEADERBOARD
 
 
 def load_profile(repo_root: Path) -> Profile:
@@ -77,6 +80,8 @@ def load_profile(repo_root: Path) -> Profile:
             default_priority=raw["default_priority"],
             max_nodes=int(raw["max_nodes"]),
             gpu_types=gpu_types,
+            leaderboard=parse_leaderboard(raw["leaderboard"], PROFILE_PATH.as_posix())
+            if "leaderboard" in raw else DEFAULT_LEADERBOARD,
         )
     except (KeyError, TypeError) as exc:
         raise FatalError(f"{PROFILE_PATH}: missing or malformed field {exc}") from None

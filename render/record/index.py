@@ -27,6 +27,7 @@ from pathlib import Path
 
 from render.errors import FatalError
 from render.fsutil import atomic_write
+from render.record.results import EVAL_NAME
 from render.record.runrecord import MAX_LOSS_POINTS, STATUSES, Metrics, RunRecord
 
 INDEX_DIR = "outputs-index"  # at the repository root
@@ -45,6 +46,7 @@ STATUS_RANK: dict[str, int] = {
 # Path components of an entry: no separators, no "..", no leading dot or dash.
 _KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 _NUMBER_TYPES = frozenset({int, float})
+_EVAL_NAME = re.compile(EVAL_NAME)
 
 
 def check_key(record: RunRecord) -> None:
@@ -242,6 +244,13 @@ def _check_types(record: RunRecord) -> None:
         if not isinstance(getattr(record, name), dict):
             raise ValueError(f"{name!r} must be an object")
     _check_loss_points(record.loss_points)
+    if not isinstance(record.evaluations, dict):
+        raise ValueError("'evaluations' must be an object")
+    for name, evaluation in record.evaluations.items():
+        if not _EVAL_NAME.fullmatch(name):
+            raise ValueError(f"evaluation name {name!r} must be 1-40 characters from "
+                             "a-z 0-9 _ - starting with a letter or digit")
+        evaluation.check(name)
 
 
 def _check_loss_points(points: object) -> None:

@@ -13,6 +13,7 @@ from render.propose.experiment import Experiment
 from render.propose.rules import (
     consistency,
     deepspeed,
+    evaluate,
     history,
     names,
     resources,
@@ -29,6 +30,7 @@ EXPERIMENT_RULES: tuple[Rule, ...] = (
     train.check,
     resources.check,
     deepspeed.check,
+    evaluate.check,
     secrets.check_fields,
     history.check_immutable,
     history.check_duplicates,

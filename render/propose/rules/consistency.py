@@ -32,6 +32,12 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
                                   f"dataset {name!r} is not registered",
                                   f"add it under dataset_info: in {folder}/{DATASET_NAME}",
                                   "consistency")
+        for name in dataset_names(train.get("eval_dataset")):
+            if name not in info:
+                yield exp.finding(("train", "eval_dataset"),
+                                  f"eval dataset {name!r} is not registered",
+                                  f"add it under dataset_info: in {folder}/{DATASET_NAME}",
+                                  "consistency")
     model = train.get("model_name_or_path")
     if isinstance(model, str) and model and model_slug(model) != exp.model:
         yield exp.finding(("train", "model_name_or_path"),
