@@ -47,6 +47,8 @@ README_HEADER = Markdown(
 LEADERBOARD_ROWS = 50  # ranked runs listed in a dataset README (all of them: runs.csv)
 TOP_COMPARED = 5  # runs compared below a dataset's leaderboard
 EVAL_COLUMNS = 2  # metric columns of a model README (5 fixed + these: 7 at most)
+MAX_CHARTS = 30  # loss charts shown in a model README (the most recent runs)
+SUMMARY_SCORES = ("bleu-4", "rouge-l")  # an evaluation's scores a leaderboard row shows
 # from a README's folder to the repository root (outputs-index/ is at the root)
 MODEL_TO_ROOT = "../../../"
 DATASET_TO_ROOT = "../../"
@@ -262,9 +264,15 @@ class Renderer:
                     files[folder + name] = svg
                     curves[i] = name
         columns = _eval_columns(m.runs, board)
+        same = _same_hyperparameters(m.runs)
+        skip = frozenset(same)
         row = self.rows.row
-        rows = [row(r, r is dbest, curves.get(i, ""), columns) for i, r in enumerate(m.runs)]
-        charts = [self.rows.chart(m.runs[i], name) for i, name in curves.items()]
+        rows = [row(r, r is dbest, curves.get(i, ""), columns, skip)
+                for i, r in enumerate(m.runs)]
+        # the charts of the most recently started runs (a page of 1,000 images would
+        # take minutes to load); every run's chart is linked from its row
+        recent = sorted(curves, key=lambda i: _started_key(m.runs[i]), reverse=True)
+        charts = [self.rows.chart(m.runs[i], curves[i]) for i in recent[:MAX_CHARTS]]
         where: str = "this model"
         if dbest is not None and dbest.model != m.model:
             where = _model_link(dataset, dbest.model, prefix="../../")
@@ -273,12 +281,16 @@ class Renderer:
             dataset=dataset, m=m, dbest=dbest, dvalue=dvalue, where=where, board=board,
             header_row=Markdown(_header_row(columns, board)),
             align_row=Markdown("|---|---|---|---:|" + "---:|" * len(columns) + "---|"),
-            rows=rows, charts=charts))
+            rows=rows, charts=charts, curves=len(curves),
+            same=Markdown(_hparams_cell(same)) if same else None))
 
     def _leaderboard(self, s: DatasetSummary, files: dict[str, str]) -> None:
         board = s.board
         shown = s.ranked[:LEADERBOARD_ROWS]
-        rows = [self.rows.ranked(i + 1, value, r, board) for i, (value, r) in enumerate(shown)]
+        same = _same_hyperparameters([r for _, r in shown])
+        skip = frozenset(same)
+        rows = [self.rows.ranked(i + 1, value, r, board, skip)
+                for i, (value, r) in enumerate(shown)]
         top = [r for _, r in s.ranked[:TOP_COMPARED]]
         compared = ""
         if len(top) >= 2:
@@ -293,7 +305,8 @@ class Renderer:
             top=top, compared=Markdown(compared),
             models=Markdown(", ".join(f"[{esc(m.model)}]({m.model}/{README_NAME})"
                                       for m in s.models)),
-            compare_ids=Markdown(" ".join(r.run_id for r in top))))
+            compare_ids=Markdown(" ".join(r.run_id for r in top)),
+            same=Markdown(_hparams_cell(same)) if same else None))
 
 
 def _eval_columns(runs: list[RunRecord], board: Leaderboard) -> list[str]:
@@ -332,7 +345,7 @@ class _RowRenderer:
     def __init__(self) -> None:
         self._esc: dict[str, str] = {}
         self._exp: dict[tuple[str, str, str], str] = {}
-        self._hp: dict[tuple[tuple[tuple[Any, Any], ...], tuple[type, ...]], str] = {}
+        self._hp: dict[Any, str] = {}
         self._labels: dict[str, Markdown] = {}
 
     def esc(self, value: object) -> str:
@@ -343,17 +356,19 @@ class _RowRenderer:
             cached = self._esc[value] = esc(value)
         return cached
 
-    def hparams(self, hp: Any) -> str:
+    def hparams(self, hp: Any, skip: frozenset[str] = frozenset()) -> str:
+        """The hyperparameters cell, without the keys in `skip` (the same in every run
+        of the table, said once above it)."""
         if not isinstance(hp, dict) or not hp:
             return ""
         try:
             # types in the key: 1, 1.0 and True are equal but render differently
-            key = (tuple(hp.items()), tuple(map(type, hp.values())))
+            key = (tuple(hp.items()), tuple(map(type, hp.values())), skip)
             cached = self._hp.get(key)
         except TypeError:  # unhashable values (lists, dicts)
-            return _hparams_cell(hp)
+            return _hparams_cell(hp, skip)
         if cached is None:
-            cached = self._hp[key] = _hparams_cell(hp)
+            cached = self._hp[key] = _hparams_cell(hp, skip)
         return cached
 
     def experiment(self, r: RunRecord, prefix: str = MODEL_TO_ROOT) -> str:
@@ -372,9 +387,10 @@ class _RowRenderer:
         duration = _duration(r.duration_s)
         return f"{status} · {duration}" if duration else status
 
-    def row(self, r: RunRecord, is_best: bool, curve: str, columns: list[str]) -> Markdown:
-        """A model README row: run, status, hyperparameters, train loss, the metric
-        columns, links."""
+    def row(self, r: RunRecord, is_best: bool, curve: str, columns: list[str],
+            skip: frozenset[str] = frozenset()) -> Markdown:
+        """A model README row: run (its id linked to its loss chart), status,
+        hyperparameters (less `skip`), train loss, the metric columns, links."""
         status = self.status(r)
         if is_best:
             status += " **best**"
@@ -383,15 +399,15 @@ class _RowRenderer:
         if m.final_train_loss is not None or m.best_train_loss is not None:
             train = f"{_num(m.final_train_loss)} / {_num(m.best_train_loss)}"
         metrics = "".join(f" {_num(metric_value(r, c))} |" for c in columns)
-        # run_id is a checked entry path component (check_key): plain text
+        # run_id and the chart's name are checked entry path components (check_key)
+        run = f"[{r.run_id}]({curve})" if curve else r.run_id
         return Markdown(
-            f"| {self.experiment(r)} · {r.run_id} · {self.esc(r.owner)} | {status} "
-            f"| {self.hparams(r.hyperparameters)} | {train} |{metrics} {self.links(r, curve)} |"
+            f"| {self.experiment(r)} · {run} · {self.esc(r.owner)} | {status} "
+            f"| {self.hparams(r.hyperparameters, skip)} | {train} |{metrics} {self.links(r)} |"
         )
 
-    def links(self, r: RunRecord, curve: str) -> str:
-        links = [f"[curve]({curve})" if curve else "",
-                 link("artifacts", r.artifacts_url or r.artifacts_uri, folder=True),
+    def links(self, r: RunRecord) -> str:
+        links = [link("artifacts", r.artifacts_url or r.artifacts_uri, folder=True),
                  link("tracker", r.tracker_url)]
         if r.evaluations:
             several = len(r.evaluations) > 1
@@ -405,25 +421,30 @@ class _RowRenderer:
         title = f"{self.esc(r.experiment)} · {r.run_id}"
         return Markdown(f"### {title}\n\n![training loss of {title}]({svg_name})\n")
 
-    def ranked(self, rank: int, value: float, r: RunRecord, board: Leaderboard) -> Markdown:
+    def ranked(self, rank: int, value: float, r: RunRecord, board: Leaderboard,
+               skip: frozenset[str] = frozenset()) -> Markdown:
         """A dataset leaderboard row: rank, run, model, the primary metric, its other
-        scores, train loss, hyperparameters."""
+        scores (eval loss, each evaluation's ROUGE-L and BLEU-4), train loss,
+        hyperparameters (less `skip`)."""
         others = []
         if board.metric != "eval_loss" and r.metrics.eval_loss is not None:
             others.append(f"eval loss {_num(r.metrics.eval_loss)}")
+        primary = board.metric.partition("/")[0]
         for name, ev in sorted(r.evaluations.items()):
             if ev.status != "succeeded":
                 continue
-            for key in EVAL_METRIC_LABELS:
+            for key in SUMMARY_SCORES:
                 metric = f"{name}/{key}"
                 if metric != board.metric and key in ev.metrics:
-                    others.append(f"{self._label(metric)} {_num(ev.metrics[key])}")
+                    # the leaderboard's own evaluation goes without its name
+                    label = EVAL_METRIC_LABELS[key] if name == primary else self._label(metric)
+                    others.append(f"{label} {_num(ev.metrics[key])}")
         train = _num(r.metrics.final_train_loss)
         model = f"[{self.esc(r.model)}]({r.model}/{README_NAME})"  # a checked path part
         return Markdown(
             f"| {rank} | {self.experiment(r, DATASET_TO_ROOT)} · {r.run_id} | {model} "
             f"| **{_num(value)}** "
-            f"| {' · '.join(others)} | {train} | {self.hparams(r.hyperparameters)} |")
+            f"| {' · '.join(others)} | {train} | {self.hparams(r.hyperparameters, skip)} |")
 
     def _label(self, metric: str) -> Markdown:
         label = self._labels.get(metric)
@@ -436,14 +457,35 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _hparams_cell(hp: Any) -> str:
+def _same_hyperparameters(runs: list[RunRecord]) -> dict[str, Any]:
+    """The hyperparameters every run of the list has, with one value (and type), when
+    there are at least two runs; {} otherwise."""
+    if len(runs) < 2:
+        return {}
+    first = runs[0].hyperparameters
+    if not isinstance(first, dict):
+        return {}
+    same = {k: v for k, v in first.items() if isinstance(k, str)}
+    for r in runs[1:]:
+        hp = r.hyperparameters
+        if not isinstance(hp, dict):
+            return {}
+        for k in [k for k, v in same.items()
+                  if k not in hp or hp[k] != v or type(hp[k]) is not type(v)]:
+            del same[k]
+        if not same:
+            break
+    return same
+
+
+def _hparams_cell(hp: Any, skip: frozenset[str] = frozenset()) -> str:
     if not isinstance(hp, dict) or not hp:
         return ""
     shown: list[str] = []
     seen_short: set[str] = set()
-    used: set[str] = set()
+    used: set[str] = set(skip)
     for key, short in _HPARAM_ORDER:
-        if key in hp and short not in seen_short:
+        if key in hp and key not in used and short not in seen_short:
             shown.append(f"{short}={_hp_value(hp[key])}")
             seen_short.add(short)
             used.add(key)

@@ -148,7 +148,9 @@ class RunRecord:
         values["metrics"] = Metrics(**{k: v for k, v in metrics.items() if k in mknown})
         if values.get("loss_points", ()) is None:
             values["loss_points"] = []
-        evaluations = values.pop("evaluations", None) or {}
+        evaluations = values.pop("evaluations", None)
+        if evaluations is None:
+            evaluations = {}
         if not isinstance(evaluations, dict):
             raise ValueError("'evaluations' must be an object")
         values["evaluations"] = {str(name): Evaluation.from_dict(ev)

@@ -223,10 +223,10 @@ def test_readme_row_content() -> None:
     [row] = table_rows(text)
     assert row == (
         "| [sft_lora_lr1e-4_v1](../../../experiments/alpaca/llama-3.1-8b/"
-        "sft_lora_lr1e-4_v1.yaml) · r9 · jk | succeeded · 2m 05s **best** | finetuning_type=lora, "
+        "sft_lora_lr1e-4_v1.yaml) · [r9](sft_lora_lr1e-4_v1__r9.svg) · jk "
+        "| succeeded · 2m 05s **best** | finetuning_type=lora, "
         "lr=0.0001, epochs=3, lora_rank=8, zzz=not shown first | 0.5123 / 0.49 | 0.6 | 12.35 "
-        "| [curve](sft_lora_lr1e-4_v1__r9.svg) "
-        "· [artifacts](https://console.cloud.google.com/storage/browser/b/x) "
+        "| [artifacts](https://console.cloud.google.com/storage/browser/b/x) "
         "· [tracker](http://mlflow.local/#/runs/1) "
         "· [predictions](https://storage.cloud.google.com/bucket/exp/eval/holdout/"
         "generated_predictions.jsonl) |"
@@ -259,7 +259,35 @@ def test_metric_columns_follow_the_leaderboard_and_stop_at_seven() -> None:
     board = files["alpaca/README.md"]
     assert "| # | run | model | ROUGE-L (holdout) ↑ | other scores | train loss |" in board
     assert board.index("· b |") < board.index("· a |")
-    assert ("| eval loss 2 · BLEU-4 (other) 1 |" in board)
+    # its other scores: eval loss, BLEU-4 of the same evaluation (no name), other ones'
+    assert "| eval loss 2 · BLEU-4 (other) 1 |" in board
+
+
+def test_hyperparameters_the_same_in_every_run_are_said_once() -> None:
+    common = {"finetuning_type": "lora", "num_train_epochs": 3.0}
+    runs = [rec("a", hyperparameters={**common, "learning_rate": 1e-4}),
+            rec("b", hyperparameters={**common, "learning_rate": 2e-4}),
+            rec("c", hyperparameters={**common, "learning_rate": 2e-4, "lora_rank": 8})]
+    text = model_readme(runs)
+    assert ("Every run here has finetuning_type=lora, epochs=3; the table shows the rest."
+            in text)
+    rows = table_rows(text)
+    assert [r.split(" | ")[2] for r in rows] == ["lr=0.0001", "lr=0.0002",
+                                                  "lr=0.0002, lora_rank=8"]
+    # one run alone: nothing to factor out
+    assert "Every run here" not in model_readme(runs[:1])
+
+
+def test_charts_of_the_most_recent_runs_only() -> None:
+    runs = [rec(f"r{i:03d}", started_at=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z",
+                loss_points=CURVE) for i in range(45)]
+    files = render_index(runs)
+    text = files[MODEL_README]
+    assert sum(k.endswith(".svg") for k in files) == 45  # every run has its chart file
+    charts = re.findall(r"^### .* · (r\d+)$", text, re.M)
+    assert charts == [f"r{i:03d}" for i in range(44, 14, -1)]  # the latest 30, newest first
+    assert "the 30 most recently started runs of 45" in text
+    assert all(f"[r{i:03d}](sft_lora_lr1e-4_v1__r{i:03d}.svg)" in text for i in range(45))
 
 
 def test_hyperparameter_values_keep_their_type() -> None:
@@ -320,7 +348,8 @@ def test_hostile_strings_cannot_break_the_table(hostile: str) -> None:
     assert len(rows) == 2, text
     row = rows[0]
     assert cell_count(row) == header_cells(text) == 7
-    assert "| [curve](sft_lora_lr1e-4_v1__r1.svg) · [artifacts](https://x/" in row
+    assert " · [r1](sft_lora_lr1e-4_v1__r1.svg) · " in row
+    assert "| [artifacts](https://x/" in row
     assert "[predictions](https://y/" in row
     # the SVG is a function of the points alone
     assert files["alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1__r1.svg"] == render_loss_svg(
@@ -482,7 +511,7 @@ def test_check_readme_sees_every_generated_file(tmp_path: Path, change: str) -> 
     log = tmp_path / "runs.csv"
     svg = tmp_path / "alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1__c1.svg"
     if change == "edit model README":
-        model.write_text(model.read_text().replace(" · c1 · ", " · c9 · "))
+        model.write_text(model.read_text().replace(" · [c1](", " · [c9]("))
     elif change == "delete model README":
         model.unlink()
     elif change == "edit dataset README":
@@ -589,7 +618,7 @@ def test_hostile_points_never_reach_an_svg(points: Any) -> None:
     files = render_index([rec(loss_points=points, owner="<svg onload=alert(1)>")])
     assert [k for k in files if k.endswith(".svg")] == []
     [row] = table_rows(files[MODEL_README])
-    assert cell_count(row) == BASE_CELLS and "[curve]" not in row
+    assert cell_count(row) == BASE_CELLS and ".svg)" not in row
 
 
 def test_odd_but_valid_names_make_safe_file_names() -> None:
@@ -608,7 +637,7 @@ def test_odd_but_valid_names_make_safe_file_names() -> None:
     assert all(files[k] == render_loss_svg(CURVE) for k in svgs)
     rows = table_rows(files[MODEL_README])
     assert len(rows) == 3 and all(cell_count(r) == BASE_CELLS for r in rows)
-    assert "| [curve](1__3.svg) |" in rows[0] and "<b>" not in rows[0]
+    assert " · [3](1__3.svg) · " in rows[0] and "<b>" not in rows[0]
 
 
 @pytest.mark.parametrize("field", ["dataset", "model", "experiment", "run_id"])
