@@ -136,6 +136,7 @@ def test_plan_shows_what_the_nearest_experiment_achieved(
                 "| BLEU-4 (val) | 17.25 |", "| ROUGE-L (val) | 30.5 |",
                 "| duration | 1.5 h |", "| GPU-hours | 12.0 |"):
         assert row in out, row
-    # the other way round, the nearest experiment has never run: the plan says so
-    assert main(["--repo", str(root), "plan", "--commit", COMMIT, ALPACA]) == 0
+    # where the nearest experiment has never run, the plan says so
+    fresh = make_workspace(tmp_path / "fresh")
+    assert main(["--repo", str(fresh), "plan", "--commit", COMMIT, ALPACA]) == 0
     assert f"`{path}` has no recorded run yet." in capsys.readouterr().out
