@@ -472,6 +472,34 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from render.browse.compare import compare, render_markdown, resolve
+    from render.fsutil import atomic_write
+    from render.record.index import INDEX_DIR
+
+    root = Path(args.repo).resolve() / INDEX_DIR
+    comparison = compare(resolve(root, args.runs))
+    if not args.output:
+        sys.stdout.write(render_markdown(comparison, svg_path=None))
+        return 0
+    out = Path(args.output)
+    svg = out.with_suffix(".svg")
+    if svg == out:
+        raise FatalError(f"--output {out}: give a Markdown file name (the chart goes to "
+                         f"{svg.stem}.svg beside it)")
+    text = render_markdown(comparison, svg_path=quote(svg.name) if comparison.svg else None)
+    try:
+        if comparison.svg is not None:
+            atomic_write(svg, comparison.svg.encode("utf-8"))
+        atomic_write(out, text.encode("utf-8"))
+    except OSError as exc:
+        raise FatalError(f"cannot write {out}: {exc.strerror or exc}") from None
+    _say(f"wrote {out}" + (f" and {svg}" if comparison.svg else ""))
+    return 0
+
+
 # -- the parser table --------------------------------------------------------------
 
 
@@ -637,6 +665,17 @@ COMMANDS: tuple[Command, ...] = (
                 arg("--exit-code", type=int, required=True, help="the trainer's exit code"),
                 arg("--started-at", help="RFC 3339 start time (default: now)"),
             )),
+    Command("compare", "runs side by side: config diff, metrics, loss curves (Markdown)",
+            cmd_compare, (
+                arg("runs", nargs="+", metavar="RUN",
+                    help="a run id (or a unique prefix), or an experiment file for its "
+                         "latest run; 2 to 6 of them"),
+                arg("--output", help="write the Markdown here and the overlaid loss chart "
+                                     "beside it (<name>.svg); default: Markdown on stdout"),
+            ), description="Compare runs recorded in outputs-index/: what differs in their "
+                           "resolved configs, their metrics (the best of each in bold) and "
+                           "their loss curves in one chart. Markdown, for a terminal or a "
+                           "pull request."),
     Command("index", "outputs-index: readme | check | reconcile", cmd_index, (
         arg("action", choices=("readme", "check", "reconcile")),
         arg("--storage", help="(reconcile) storage root holding run.json files"),

@@ -34,6 +34,8 @@ for _c in [*range(0x00, 0x20), 0x7F, 0x85, 0x2028, 0x2029]:
     _ESCAPES[_c] = " "
 _ESCAPE_TABLE = str.maketrans(_ESCAPES)
 _SAFE_URL_CHARS = ":/?#@!$&'*+,;=%~"
+GCS_CONSOLE_BROWSER = "https://console.cloud.google.com/storage/browser/"
+GCS_CONSOLE_OBJECT = "https://storage.cloud.google.com/"
 _PLAIN_URL = re.compile(r"[A-Za-z0-9:/?#@!$&'*+,;=%~._-]*")
 
 
@@ -58,19 +60,22 @@ def code(text: str) -> Markdown:
     return Markdown(f"`{text}`")
 
 
-def link(label: str, url: object) -> Markdown:
-    """`[label](url)` for an http(s) URL (a gs:// URI becomes its Cloud Console link),
-    `label: <escaped text>` for anything else, '' for no URL."""
+def link(label: str, url: object, *, folder: bool = False) -> Markdown:
+    """`[label](url)`: a short labelled link, never the raw address. An http(s) URL as
+    it is; a gs:// URI as its Cloud Console link (the console's browser for a `folder`,
+    else the authenticated download of the object); a file:// URI as it is (a local
+    run: it opens on the machine that ran it, GitHub shows the label alone); '' for no
+    URL or anything else (the address stays in the entry)."""
     if not url or not isinstance(url, str):
         return Markdown("")
     if url.startswith("gs://") and len(url) > 5:
-        # the Cloud Console's authenticated browser link for the same object
-        url = "https://storage.cloud.google.com/" + url[5:]
-    if url[:8].lower().startswith(("https://", "http://")):
-        if not _PLAIN_URL.fullmatch(url):
-            url = quote(url, safe=_SAFE_URL_CHARS)
-        return Markdown(f"[{esc(label)}]({url})")
-    return Markdown(f"{esc(label)}: {esc(url)}")
+        # the Cloud Console's authenticated links for the same folder or object
+        url = (GCS_CONSOLE_BROWSER if folder else GCS_CONSOLE_OBJECT) + url[5:]
+    if not url[:8].lower().startswith(("https://", "http://", "file:///")):
+        return Markdown("")
+    if not _PLAIN_URL.fullmatch(url):
+        url = quote(url, safe=_SAFE_URL_CHARS)
+    return Markdown(f"[{esc(label)}]({url})")
 
 
 def relative_link(label: str, path: object, prefix: str = "") -> Markdown:

@@ -7,7 +7,8 @@ a CPU in seconds, with no model or dataset hub:
       .ftops-demo.json          marker: version + parameters (idempotence)
       tiny-llama/               LlamaForCausalLM (safetensors) + PreTrainedTokenizerFast
       data/demo.json            alpaca records (instruction / input / output)
-      data/dataset_info.json    {"demo": {"file_name": "demo.json"}}
+      data/demo_eval.json       held-out records of the same kinds (the demo evaluates on them)
+      data/dataset_info.json    {"demo": {"file_name": "demo.json"}, "demo_eval": {...}}
 
 Everything is derived from `seed`, so two calls with the same parameters produce the
 same bytes. torch, transformers and tokenizers are imported inside the function only:
@@ -25,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the generated assets change in any way, so stale caches are rebuilt.
-DEMO_ASSETS_VERSION = 1
+DEMO_ASSETS_VERSION = 2
 MARKER_NAME = ".ftops-demo.json"
 DATASET_NAME = "demo"
+EVAL_DATASET_NAME = "demo_eval"
+EVAL_EXAMPLES = 16
+_EVAL_SEED_OFFSET = 1000  # held-out records come from another seed
 
 BOS_TOKEN = "<s>"  # noqa: S105 - a vocabulary token, not a secret
 EOS_TOKEN = "</s>"  # noqa: S105
@@ -84,6 +88,10 @@ class DemoAssets:
     data_dir: Path
     dataset_file: Path
     dataset_name: str = DATASET_NAME
+
+    @property
+    def eval_file(self) -> Path:
+        return self.data_dir / f"{EVAL_DATASET_NAME}.json"
 
     @property
     def dataset_info(self) -> Path:
@@ -157,6 +165,7 @@ def _marker_payload(n_examples: int, seed: int) -> dict[str, Any]:
     return {
         "version": DEMO_ASSETS_VERSION,
         "n_examples": n_examples,
+        "n_eval_examples": EVAL_EXAMPLES,
         "seed": seed,
         "tokenizer_vocab_size": TOKENIZER_VOCAB_SIZE,
         "model": dict(MODEL_SHAPE),
@@ -178,6 +187,7 @@ def _is_complete(assets: DemoAssets, marker: Path, payload: dict[str, Any]) -> b
         return False
     needed = [
         assets.dataset_file,
+        assets.eval_file,
         assets.dataset_info,
         assets.model_dir / "config.json",
         assets.model_dir / "model.safetensors",
@@ -280,7 +290,11 @@ def make_demo_assets(dest: Path, *, n_examples: int = 64, seed: int = 0) -> Demo
 
     records = demo_records(n_examples, seed)
     _write_json(assets.dataset_file, records)
-    _write_json(assets.dataset_info, {DATASET_NAME: {"file_name": assets.dataset_file.name}})
+    _write_json(assets.eval_file, demo_records(EVAL_EXAMPLES, seed + _EVAL_SEED_OFFSET))
+    _write_json(assets.dataset_info, {
+        DATASET_NAME: {"file_name": assets.dataset_file.name},
+        EVAL_DATASET_NAME: {"file_name": assets.eval_file.name},
+    })
 
     tokenizer = _train_tokenizer(records, assets.model_dir)
     _build_model(tokenizer, assets.model_dir, seed)

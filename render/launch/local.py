@@ -1,8 +1,9 @@
 """`ftops launch --local`: the same experiment on this machine, no cluster.
 
-Same resolved config and run id as on the cluster, the same trainer call and the same
-post-run hook; storage is a local folder (default ./outputs) or a bucket. The run
-trains in `<work>/experiments/<dataset>/<model>/<experiment>/<run-id>/`; relaunching an
+Same resolved config and run id as on the cluster, the same trainer call, the same
+evaluations after training (`evaluate:`) and the same post-run hook; storage is a local
+folder (default ./outputs) or a bucket. The run trains in
+`<work>/experiments/<dataset>/<model>/<experiment>/<run-id>/`; relaunching an
 interrupted run finds its checkpoints there and resumes (LLaMA-Factory does this when
 output_dir holds checkpoint-N folders and overwrite_output_dir is false).
 
@@ -24,6 +25,8 @@ from typing import IO, Any
 
 from render.errors import FatalError
 from render.launch import trainer
+from render.launch.evaluate import run_evaluations
+from render.manifests.overlay import eval_config_name
 from render.manifests.runspec import RunSpec, git_commit, to_json
 from render.ports import free_port
 from render.propose.experiment import Experiment, Workspace, uses_torchrun
@@ -45,8 +48,9 @@ def _local_path(ws: Workspace, value: str) -> str:
 
 
 def prepare(ws: Workspace, spec: RunSpec, output_dir: Path, report_to: str
-            ) -> tuple[Path, dict[str, Any]]:
-    """Write the run's config files; returns (train.yaml path, the train config)."""
+            ) -> tuple[Path, dict[str, Any], dict[str, Path]]:
+    """Write the run's config files; returns (train.yaml path, the train config, each
+    evaluation's predict config path by name)."""
     cfg_dir = output_dir / CONFIG_SUBDIR
     cfg_dir.mkdir(parents=True, exist_ok=True)
     (cfg_dir / "dataset_info.json").write_text(to_json(spec.dataset_info(ws.root)), "utf-8")
@@ -56,9 +60,13 @@ def prepare(ws: Workspace, spec: RunSpec, output_dir: Path, report_to: str
                             tracker={"report_to": report_to})
     cfg["model_name_or_path"] = _local_path(ws, str(cfg.get("model_name_or_path", "")))
     path = cfg_dir / "train.yaml"
-    path.write_text(f"# Written by `ftops launch --local` for run {spec.run_id}.\n"
-                    + dump_yaml(cfg), encoding="utf-8")
-    return path, cfg
+    header = f"# Written by `ftops launch --local` for run {spec.run_id}.\n"
+    path.write_text(header + dump_yaml(cfg), encoding="utf-8")
+    evals: dict[str, Path] = {}
+    for name, eval_cfg in spec.eval_configs(cfg).items():
+        evals[name] = cfg_dir / eval_config_name(name)
+        evals[name].write_text(header + dump_yaml(eval_cfg), encoding="utf-8")
+    return path, cfg, evals
 
 
 def _looks_local(value: str) -> bool:
@@ -130,9 +138,10 @@ def launch_local(ws: Workspace, exp: Experiment, *, work: Path, storage_root: st
                        image="local", storage="local")
     report_to = str(exp.train.get("report_to") or
                     ("mlflow" if os.environ.get("MLFLOW_TRACKING_URI") else "none"))
-    config, cfg = prepare(ws, spec, output_dir, report_to)
+    config, cfg, eval_configs = prepare(ws, spec, output_dir, report_to)
     node_spec = NodeSpec(identity, mode="local", train_config=str(config),
-                         output_dir=str(output_dir))
+                         output_dir=str(output_dir),
+                         evaluate={k: str(v) for k, v in eval_configs.items()})
     (output_dir / CONFIG_SUBDIR / SPEC_JSON).write_text(node_spec.to_json(), "utf-8")
     env = {"NNODES": "1", "NODE_RANK": "0", "FTOPS_RUN_ID": spec.run_id,
            "OUTPUT_DIR": str(output_dir)}
@@ -160,11 +169,17 @@ def launch_local(ws: Workspace, exp: Experiment, *, work: Path, storage_root: st
                          "Nothing was trained; fix the index remote and launch again")
     code = trainer.run(config, output_dir, output_dir / "logs" / "train.log", env=env,
                        progress=progress, echo=echo)
-    finished = now()
+    evaluations = (run_evaluations(eval_configs, output_dir, env=env, echo=echo)
+                   if code == 0 else [])
+    finished = now()  # the job's wall time: training and evaluations
     message = "" if code == 0 else f"llamafactory-cli exited with {code}; see logs/train.log"
+    profile = ws.profile
+    ui = hook.mlflow_ui_base(os.environ.get("MLFLOW_TRACKING_URI", ""),
+                             profile.mlflow_tracking_uri, profile.mlflow_ui)
     record = hook.build_record(identity, output_dir, exit_code=code, started_at=started,
                                finished_at=finished, mode="local", report_to=report_to,
-                               resolved_config=cfg, message=message)
+                               resolved_config=cfg, message=message,
+                               evaluations=evaluations, mlflow_ui=ui)
     upload = identity.artifacts_uri != output_dir.as_uri()  # storage elsewhere
     delivery = hook.finish(record, output_dir, upload=upload, destination=destination)
     return Delivered(record, delivery)

@@ -108,12 +108,11 @@ def _signal_tree(pid: int, signum: int) -> None:
 
 
 @contextlib.contextmanager
-def _run_lock(output_dir: Path) -> Iterator[int]:
+def _run_lock(output_dir: Path, lock_dir: Path) -> Iterator[int]:
     """One trainer per run folder: a second launch of a run that is still training
     (say, an orphan of a killed launcher) is refused instead of corrupting it."""
     import fcntl
 
-    lock_dir = output_dir / "ftops"
     lock_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_dir / "train.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -128,16 +127,19 @@ def _run_lock(output_dir: Path) -> Iterator[int]:
 
 
 def run(config: Path, output_dir: Path, log_path: Path, *, env: Mapping[str, str],
-        progress: bool = True, echo: IO[str] | None = None) -> int:
-    """Train; return the exit code. SIGINT/SIGTERM are passed on to the trainer's group,
-    so an interrupted run leaves its checkpoints for the next launch to resume from."""
+        progress: bool = True, echo: IO[str] | None = None,
+        lock_dir: Path | None = None) -> int:
+    """Train (or run any `llamafactory-cli train` config, such as an evaluation's
+    predict step); return the exit code. SIGINT/SIGTERM are passed on to the trainer's
+    group, so an interrupted run leaves its checkpoints for the next launch to resume
+    from. `lock_dir` holds the run's lock (default: `<output_dir>/ftops`)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     for moved in set_aside_incomplete_checkpoints(output_dir):
         print(f"ftops: set aside an incomplete checkpoint as {moved.name}", file=sys.stderr)
     argv = [llamafactory_cli(), "train", str(config)]
     with open(log_path, "a", encoding="utf-8") as log, _Progress(output_dir, progress), \
-            _run_lock(output_dir) as lock_fd:
+            _run_lock(output_dir, lock_dir or output_dir / "ftops") as lock_fd:
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {' '.join(argv)}\n")
         log.flush()
         # Same process group as ftops: killing the launcher's group kills the trainer,

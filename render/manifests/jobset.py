@@ -23,7 +23,13 @@ from render.manifests.runspec import (
 )
 from render.propose import naming
 from render.propose.experiment import uses_torchrun
-from render.record.identity import PRIORITY_LABEL, QUEUE_LABEL, RUN_ID_LABEL, SPEC_JSON
+from render.record.identity import (
+    MLFLOW_UI_ENV,
+    PRIORITY_LABEL,
+    QUEUE_LABEL,
+    RUN_ID_LABEL,
+    SPEC_JSON,
+)
 
 API_VERSION = "jobset.x-k8s.io/v1alpha2"
 CONTAINER = "trainer"
@@ -38,6 +44,7 @@ def tracker_env(spec: RunSpec, report_to: str) -> list[dict[str, Any]]:
         {"name": "MLFLOW_TRACKING_URI", "value": p.mlflow_tracking_uri},
         {"name": "MLFLOW_EXPERIMENT_NAME", "value": f"{spec.exp.dataset}/{spec.exp.model}"},
         {"name": "MLFLOW_TAGS", "value": json.dumps(spec.mlflow_tags(), sort_keys=True)},
+        {"name": MLFLOW_UI_ENV, "value": p.mlflow_ui},
     ]
 
 

@@ -46,6 +46,12 @@ def cluster_train_config(spec: RunSpec) -> dict[str, Any]:
 RUN_DIR = "run"
 
 
+def eval_config_name(name: str) -> str:
+    """The file of an evaluation's predict config (in the ConfigMap, and in <run>/ftops/
+    locally); evaluation names are ConfigMap-key safe (schema: [a-z0-9_-])."""
+    return f"eval-{name}.yaml"
+
+
 def components(spec: RunSpec) -> tuple[str, ...]:
     """k8s-base components (repository-relative) that every run of this kind gets."""
     base = f"{BASE}/components"
@@ -57,14 +63,21 @@ def make_overlay(spec: RunSpec, folder: Path, repo_root: Path) -> Overlay:
     the top kustomization adds the namespace and the k8s-base components."""
     e = spec.exp
     header = HEADER.format(path=e.path, commit=spec.commit)
+    train_cfg = cluster_train_config(spec)
+    evals = {name: (eval_config_name(name), cfg)
+             for name, cfg in spec.eval_configs(train_cfg).items()}
     run_files: dict[str, str] = {
         "jobset.yaml": header + dump_yaml(jobset.build(spec, report_to(spec))),
-        "train.yaml": header + dump_yaml(cluster_train_config(spec)),
+        "train.yaml": header + dump_yaml(train_cfg),
         "dataset_info.json": to_json(spec.dataset_info()),
         SPEC_JSON: NodeSpec(spec.identity(), mode="cluster",
                             train_config=f"{CONFIG_MOUNT}/train.yaml",
-                            output_dir=spec.pod_output_dir).to_json(),
+                            output_dir=spec.pod_output_dir,
+                            evaluate={name: f"{CONFIG_MOUNT}/{file}"
+                                      for name, (file, _) in evals.items()}).to_json(),
     }
+    for file, cfg in evals.values():
+        run_files[file] = header + dump_yaml(cfg)
     if e.deepspeed_config is not None:
         run_files["deepspeed.json"] = to_json(e.deepspeed_config)
     run_kustomization = {

@@ -1,7 +1,9 @@
-"""`ftops plan`: what will run, where, on how many GPUs, for roughly how long, and how it
-differs from the nearest earlier experiment of the same dataset and model. Markdown for
-a PR comment and a job summary (`templates/plan.md.j2`), deterministic for the same
-inputs. Earlier runs are read from `outputs-index/` through `render.record.index`.
+"""`ftops plan`: what will run, where, on how many GPUs, for roughly how long, how it
+differs from the nearest earlier experiment of the same dataset and model, and what
+that experiment's latest run achieved. Markdown for a PR comment and a job summary
+(`templates/plan.md.j2`), deterministic for the same inputs. Earlier runs are read from
+`outputs-index/` through `render.record.index`, their results through
+`render.record.results`.
 
 With a base commit (`BaseView`, `ftops plan --base`): an experiment whose launch
 identity already has a run in the base's index is "no new run: metadata only"; edits
@@ -22,6 +24,14 @@ from render.markdown import Markdown, code, environment, esc
 from render.propose.experiment import Experiment, Workspace, dataset_names
 from render.record.index import INDEX_DIR, model_runs
 from render.record.indexref import IndexAt
+from render.record.results import (
+    EVAL_METRIC_LABELS,
+    TRAINING_METRICS,
+    fmt,
+    gpu_hours,
+    metric_label,
+    metric_value,
+)
 from render.record.runrecord import RunRecord
 from render.yamldump import dump_yaml
 
@@ -123,7 +133,10 @@ def estimate(root: Path, exp: Experiment) -> Estimate:
 
 
 def _diff_view(exp: Experiment) -> dict[str, Any]:
-    return {"launch": exp.resolved()["launch"], "train": exp.train}
+    view = {"launch": exp.resolved()["launch"], "train": exp.train}
+    if exp.evaluate:
+        view["evaluate"] = exp.evaluate
+    return view
 
 
 def nearest(ws: Workspace, exp: Experiment) -> Experiment | None:
@@ -206,8 +219,39 @@ def plan_one(ws: Workspace, spec: RunSpec, base: BaseView | None = None) -> dict
         diff = [Markdown(d.replace("```", "'''"))
                 for d in difflib.unified_diff(a, b, other.path, exp.path, lineterm="", n=1)]
         diff = diff or [Markdown("(same config)")]
+    last = latest_run(ws.root, other) if other is not None else None
     return {"path": exp.path, "rows": rows, "nearest": other.path if other else None,
-            "diff": diff, "skip": None}
+            "diff": diff, "skip": None, "last": last, "results": results(last) if last else []}
+
+
+def latest_run(root: Path, exp: Experiment) -> RunRecord | None:
+    """The most recently started run of `exp` in outputs-index/ (`root`: the repository
+    root), None when it has not run."""
+    runs = [r for r in model_runs(root / INDEX_DIR, exp.dataset, exp.model)
+            if r.experiment == exp.name]
+    return max(runs, key=lambda r: (r.started_at or "", r.run_id)) if runs else None
+
+
+def results(r: RunRecord) -> list[tuple[str, Markdown]]:
+    """What a run achieved, as (label, Markdown cell) rows: status, losses, evaluation
+    scores, duration and GPU-hours (rows without a value are left out)."""
+    status = esc(r.status)
+    if r.status == "failed" and isinstance(r.exit_code, int):
+        status += f" (exit {r.exit_code})"
+    rows = [("status", Markdown(status))]
+    metrics = list(TRAINING_METRICS) + sorted(
+        f"{name}/{key}" for name, ev in r.evaluations.items() for key in ev.metrics
+        if key in EVAL_METRIC_LABELS)
+    for metric in metrics:
+        value = metric_value(r, metric)
+        if value is not None:
+            rows.append((esc(metric_label(metric)), Markdown(fmt(value))))
+    if isinstance(r.duration_s, int | float):
+        rows.append(("duration", Markdown(_fmt_hours(r.duration_s / 3600))))
+    hours = gpu_hours(r)
+    if hours is not None and hours > 0:
+        rows.append(("GPU-hours", Markdown(f"{hours:.1f}")))
+    return rows
 
 
 def plan(ws: Workspace, specs: Sequence[RunSpec], base: BaseView | None = None) -> str:

@@ -18,7 +18,8 @@ from typing import Any
 
 from render.propose import naming
 from render.propose.experiment import Experiment, used_datasets
-from render.record.identity import RunIdentity
+from render.record.evaluation import EVAL_DIR
+from render.record.identity import KEY_HYPERPARAMETERS, RunIdentity
 
 # Inside the pod.
 CONFIG_MOUNT = "/etc/ftops"
@@ -28,10 +29,20 @@ DATA_MOUNT = "/mnt/data"
 MASTER_PORT = 29500
 CONFIG_ERROR_EXIT = 2  # `ftops node-run` exits 2 when LLaMA-Factory rejects the arguments
 
-# The key hyperparameters shown in plans and in the outputs-index README.
-KEY_HYPERPARAMETERS = ("stage", "finetuning_type", "learning_rate", "num_train_epochs",
-                       "lora_rank", "per_device_train_batch_size",
-                       "gradient_accumulation_steps", "cutoff_len", "pref_beta")
+
+# What an evaluation's predict step takes over from the training config: how the model
+# is loaded and how prompts are built (the trained model must see the same), never how
+# it trained.
+EVAL_CARRIED = (
+    "template", "cutoff_len", "default_system", "tool_format", "enable_thinking",
+    "media_dir", "trust_remote_code", "model_revision", "cache_dir", "use_fast_tokenizer",
+    "split_special_tokens", "add_tokens", "add_special_tokens", "new_special_tokens_config",
+    "resize_vocab", "rope_scaling", "flash_attn", "quantization_bit", "quantization_method",
+    "quantization_type", "double_quantization", "image_max_pixels", "image_min_pixels",
+    "video_max_pixels", "video_min_pixels", "video_fps", "video_maxlen", "bf16", "fp16",
+    "seed", "preprocessing_num_workers", "dataloader_num_workers",
+)
+ADAPTER_TYPES = ("lora", "oft")  # the run's output is an adapter over the base model
 
 
 def git_commit(repo: Path) -> str:
@@ -95,7 +106,8 @@ class RunSpec:
         info = self.exp.registration.get("dataset_info") or {}
         base = self.data_location(local_root)
         out: dict[str, Any] = {}
-        for name in used_datasets(self.exp.train):
+        names = used_datasets(self.exp.train) + self.exp.eval_datasets
+        for name in dict.fromkeys(names):
             entry = dict(info.get(name) or {})
             if "file_name" in entry and base:
                 entry["file_name"] = f"{base}/{entry['file_name']}"
@@ -115,6 +127,35 @@ class RunSpec:
         for key, value in tracker.items():
             cfg.setdefault(key, value)
         return cfg
+
+    def eval_configs(self, train_cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The LLaMA-Factory config of each `evaluate:` entry, by name: a predict step
+        (stage sft, do_predict, predict_with_generate) on what `train_cfg` trains (the
+        adapter in its output_dir over the base model, or the full model saved there),
+        writing to `<output_dir>/eval/<name>/`; the entry's own arguments win over what
+        it takes from `train_cfg` (`EVAL_CARRIED`)."""
+        out: dict[str, dict[str, Any]] = {}
+        run_dir = str(train_cfg["output_dir"])
+        ftype = train_cfg.get("finetuning_type", "lora")
+        for name, entry in sorted(self.exp.evaluate.items()):
+            cfg: dict[str, Any] = {k: train_cfg[k] for k in EVAL_CARRIED if k in train_cfg}
+            if "eval_dataset" not in entry:  # the split training held out (lint checks)
+                cfg.update({k: train_cfg[k] for k in ("dataset", "val_size", "max_samples")
+                            if k in train_cfg})
+            cfg.update(entry)
+            cfg.update(stage="sft", do_predict=True, predict_with_generate=True,
+                       finetuning_type=ftype, dataset_dir=train_cfg["dataset_dir"],
+                       output_dir=f"{run_dir}/{EVAL_DIR}/{name}", report_to="none")
+            if ftype in ADAPTER_TYPES:
+                cfg["model_name_or_path"] = train_cfg.get("model_name_or_path")
+                before = train_cfg.get("adapter_name_or_path")
+                # a new adapter over earlier ones: they load merged, ours on top
+                cfg["adapter_name_or_path"] = (f"{before},{run_dir}" if before and
+                                               train_cfg.get("create_new_adapter") else run_dir)
+            else:
+                cfg["model_name_or_path"] = run_dir
+            out[name] = cfg
+        return out
 
     def identity(self) -> RunIdentity:
         """Who this run is: the ConfigMap's spec.json, the JobSet's labels and annotations,

@@ -202,6 +202,24 @@ class Experiment:
         return value if isinstance(value, dict) else {}
 
     @property
+    def evaluate(self) -> dict[str, dict[str, Any]]:
+        """The `evaluate:` entries (name -> LLaMA-Factory predict arguments); entries
+        that are not mappings are left out (the schema reports them)."""
+        value = self.merged.get("evaluate")
+        if not isinstance(value, dict):
+            return {}
+        return {str(k): v for k, v in value.items() if isinstance(v, dict)}
+
+    @property
+    def eval_datasets(self) -> list[str]:
+        """Dataset names the run evaluates on: train.eval_dataset (during training) and
+        every `evaluate:` entry's eval_dataset, in that order, each once."""
+        names = dataset_names(self.train.get("eval_dataset"))
+        for entry in self.evaluate.values():
+            names += dataset_names(entry.get("eval_dataset"))
+        return list(dict.fromkeys(names))
+
+    @property
     def registration(self) -> dict[str, Any]:
         data = self.dataset_doc.data if self.dataset_doc else None
         return data if isinstance(data, dict) else {}
@@ -266,9 +284,9 @@ class Experiment:
         if self.deepspeed_config is not None:
             train.pop("deepspeed", None)  # the content below, wherever the file lives
         train = normalize_train(train)
-        names = used_datasets(self.train)
+        names = list(dict.fromkeys(used_datasets(self.train) + self.eval_datasets))
         info = self.registration.get("dataset_info") or {}
-        return {
+        identity = {
             "train": train,
             "datasets": {n: info.get(n) for n in names} if isinstance(info, dict) else {},
             "source": self.registration.get("source"),
@@ -278,6 +296,11 @@ class Experiment:
             "storage": launch.storage,
             "secrets": dict(sorted(launch.env_from_secrets.items())),
         }
+        # what is evaluated after training (only when there is any: earlier identities
+        # stay as they were)
+        if "evaluate" in self.merged:
+            identity["evaluate"] = self.merged["evaluate"]
+        return identity
 
     @cached_property
     def config_hash(self) -> str:
@@ -321,6 +344,7 @@ class Experiment:
                 "rerun": launch.rerun,
             },
             "train": self.train,
+            **({"evaluate": self.merged["evaluate"]} if "evaluate" in self.merged else {}),
             "config_hash": self.config_hash,
         }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from render.errors import FatalError
+from render.record.results import DEFAULT_LEADERBOARD, Leaderboard, parse_leaderboard
 
 PROFILE_PATH = Path("k8s-base") / "cluster-profile.yaml"
 
@@ -79,6 +80,8 @@ class Profile:
     def image_allowed(self, image: str) -> bool:
         return any(image.startswith(repo) and image[len(repo):len(repo) + 1] in ("/", ":", "@")
                    for repo in self.allowed_images)
+    # how dataset READMEs rank runs when their dataset.yaml names no leaderboard
+    leaderboard: Leaderboard = DEFAULT_LEADERBOARD
 
 
 def load_profile(repo_root: Path) -> Profile:
@@ -118,6 +121,8 @@ def load_profile(repo_root: Path) -> Profile:
             max_time_limit=str(limits["max_time_limit"]),
             allowed_images=tuple(str(r).rstrip("/") for r in limits["allowed_images"]),
             allowed_secrets=tuple(str(s) for s in limits["allowed_secrets"]),
+            leaderboard=parse_leaderboard(raw["leaderboard"], PROFILE_PATH.as_posix())
+            if "leaderboard" in raw else DEFAULT_LEADERBOARD,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FatalError(f"{PROFILE_PATH}: missing or malformed field {exc}") from None

@@ -2,10 +2,12 @@
 cluster job (rank 0), on success and on failure.
 
 It turns what a run left in its output folder into a RunRecord (status, exit code,
-timings, metrics, lineage, links), draws the loss curve, writes `run.json` beside the
-artifacts (the durable record), uploads the folder when it is not already on central
-storage, and publishes the record to outputs-index/ — a failed publish loses nothing:
-`ftops index reconcile` finds the run.json later.
+timings, metrics, the evaluations after training with links to their predictions,
+lineage, links), draws the loss curve, finds the run in MLflow (and adds the evaluation
+scores to it), writes `run.json` beside the artifacts (the durable record), uploads the
+folder when it is not already on central storage, and publishes the record to
+outputs-index/ — a failed publish loses nothing: `ftops index reconcile` finds the
+run.json later.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from render.errors import FatalError
 from render.record.destination import Delivery, IndexDestination
-from render.record.identity import RunIdentity
+from render.record.evaluation import EVAL_DIR, PREDICTIONS, EvalRun, Evaluation, collect
+from render.record.identity import MLFLOW_UI_ENV, RunIdentity
 from render.record.index import validate
 from render.record.runrecord import MAX_LOSS_POINTS, Metrics, RunRecord
 from render.record.storage import Storage, open_storage
@@ -125,8 +128,30 @@ def draw_loss_curve(output_dir: Path, title: str) -> Path | None:
     return path
 
 
-def tracker_url(identity: RunIdentity, report_to: str) -> str:
-    """Link to the MLflow run that carries our run id tag ('' when none)."""
+def mlflow_ui_base(tracking_uri: str, profile_tracking_uri: str = "",
+                   profile_ui: str = "", env: Mapping[str, str] | None = None) -> str:
+    """Where people open MLflow runs: $FTOPS_MLFLOW_UI when set (the rendered JobSet sets
+    it from the profile's `mlflow_ui`), the profile's `mlflow_ui` when the run tracks to
+    the profile's server, else the tracking server itself (it serves its own UI), with
+    any user:password@ taken out of the link."""
+    environ = os.environ if env is None else env
+    ui = environ.get(MLFLOW_UI_ENV, "")
+    if ui:
+        return ui.rstrip("/")
+    if profile_ui and tracking_uri.rstrip("/") == profile_tracking_uri.rstrip("/"):
+        return profile_ui.rstrip("/")
+    if not tracking_uri.startswith(("http://", "https://")):
+        return ""
+    scheme, _, rest = tracking_uri.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}".rstrip("/")
+
+
+def tracker_url(identity: RunIdentity, report_to: str, *, ui: str = "",
+                evaluations: dict[str, Evaluation] | None = None) -> str:
+    """Link to the MLflow run that carries our run id tag ('' when none); the
+    evaluation scores are added to that run (`<evaluation>/<metric>`). `ui` is the
+    MLflow UI's base URL (default: `mlflow_ui_base` of the tracking URI)."""
     uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     if "mlflow" not in report_to or not uri:
         return ""
@@ -143,23 +168,48 @@ def tracker_url(identity: RunIdentity, report_to: str) -> str:
         runs = client.search_runs([experiment.experiment_id],
                                   f"tags.`ftops.run_id` = '{identity.run_id}'",
                                   max_results=1)
+        if runs and evaluations:
+            _log_evaluations(client, runs[0].info.run_id, evaluations)
     except Exception as exc:  # tracker trouble never fails the hook  # noqa: BLE001
         print(f"ftops hook: MLflow lookup failed: {exc}", file=sys.stderr)
         return ""
     if not runs:
         return ""
-    ui = os.environ.get("FTOPS_MLFLOW_UI", uri).rstrip("/")
-    return f"{ui}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}"
+    base = (ui or mlflow_ui_base(uri)).rstrip("/")
+    if not base:
+        return ""
+    return f"{base}/#/experiments/{experiment.experiment_id}/runs/{runs[0].info.run_id}"
+
+
+def _log_evaluations(client: Any, run_id: str, evaluations: dict[str, Evaluation]) -> None:
+    from mlflow.entities import Metric
+
+    stamp = int(datetime.now().timestamp() * 1000)
+    metrics = [Metric(f"{name}/{key}", value, stamp, 0)
+               for name, ev in sorted(evaluations.items()) if ev.status == "succeeded"
+               for key, value in sorted(ev.metrics.items())]
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
+
+
+def collect_evaluations(output_dir: Path, runs: Sequence[EvalRun],
+                        storage: Storage) -> dict[str, Evaluation]:
+    """The record of every evaluation that ran, by name."""
+    return {run.name: collect(output_dir, run,
+                              storage.uri(f"{EVAL_DIR}/{run.name}/{PREDICTIONS}"))
+            for run in runs}
 
 
 def build_record(identity: RunIdentity, output_dir: Path, *, exit_code: int,
                  started_at: str, finished_at: str, mode: str, report_to: str = "",
                  resolved_config: dict[str, Any] | None = None,
-                 status: str | None = None, message: str = "") -> RunRecord:
+                 status: str | None = None, message: str = "",
+                 evaluations: Sequence[EvalRun] = (), mlflow_ui: str = "") -> RunRecord:
     if status is None:
         status = "succeeded" if exit_code == 0 else "failed"
     storage = open_storage(identity.artifacts_uri)
     curve = draw_loss_curve(output_dir, f"{identity.experiment} {identity.run_id}")
+    evals = collect_evaluations(output_dir, evaluations, storage)
     return RunRecord.of(
         identity, mode=mode, status=status, exit_code=exit_code, started_at=started_at,
         finished_at=finished_at, duration_s=_seconds_between(started_at, finished_at),
@@ -167,7 +217,8 @@ def build_record(identity: RunIdentity, output_dir: Path, *, exit_code: int,
         artifacts_uri=storage.uri(), artifacts_url=storage.browse_url(),
         loss_curve=storage.uri(LOSS_CURVE) if curve else "",
         loss_points=loss_points(output_dir),
-        tracker_url=tracker_url(identity, report_to),
+        evaluations=evals,
+        tracker_url=tracker_url(identity, report_to, ui=mlflow_ui, evaluations=evals),
         message=message,
     )
 

@@ -37,7 +37,16 @@ RERUN_ANNOTATION = f"{LABEL_PREFIX}/rerun"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 
+# The key hyperparameters a run's identity keeps (shown in plans, the outputs-index
+# READMEs and runs.csv).
+KEY_HYPERPARAMETERS = ("stage", "finetuning_type", "learning_rate", "num_train_epochs",
+                       "lora_rank", "per_device_train_batch_size",
+                       "gradient_accumulation_steps", "cutoff_len", "pref_beta")
+
 SPEC_JSON = "spec.json"  # the NodeSpec, in the ConfigMap (and in <run>/ftops/ locally)
+# The MLflow UI's base URL in a training pod's environment (the profile's `mlflow_ui`):
+# the post-run hook links the run record to the MLflow run there.
+MLFLOW_UI_ENV = "FTOPS_MLFLOW_UI"
 
 
 @dataclass(frozen=True)
@@ -143,10 +152,15 @@ class NodeSpec:
     mode: str  # "cluster" or "local"
     train_config: str  # path of the LLaMA-Factory YAML on the node
     output_dir: str  # the run's output folder on the node
+    # the evaluations after training: name -> path of its predict config on the node
+    # (left out of spec.json when there are none)
+    evaluate: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = {**self.identity.to_dict(), "mode": self.mode,
                 "train_config": self.train_config, "output_dir": self.output_dir}
+        if self.evaluate:
+            data["evaluate"] = dict(self.evaluate)
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -162,4 +176,8 @@ class NodeSpec:
             if not isinstance(value, str) or not value:
                 raise FatalError(f"{path}: not an ftops run spec (no {key})")
             extra[key] = value
-        return cls(identity, **extra)
+        evaluate = data.get("evaluate", {})
+        if not isinstance(evaluate, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in evaluate.items()):
+            raise FatalError(f"{path}: evaluate must map evaluation names to config paths")
+        return cls(identity, **extra, evaluate=evaluate)

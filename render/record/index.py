@@ -26,6 +26,7 @@ from pathlib import Path
 
 from render.errors import FatalError
 from render.fsutil import atomic_write, confined
+from render.record.results import EVAL_NAME
 from render.record.runrecord import MAX_LOSS_POINTS, STATUSES, Metrics, RunRecord
 
 INDEX_DIR = "outputs-index"  # at the repository root
@@ -45,6 +46,7 @@ STATUS_RANK: dict[str, int] = {
 _KEY_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 KEY_PART_MAX = 128  # characters of one part (the `{0,127}` above): lint checks names with it
 _NUMBER_TYPES = frozenset({int, float})
+_EVAL_NAME = re.compile(EVAL_NAME)
 
 
 def check_key(record: RunRecord) -> None:
@@ -274,6 +276,13 @@ def _check_types(record: RunRecord) -> None:
             raise ValueError(f"{name!r} must be an object")
         _check_values(name, value)
     _check_loss_points(record.loss_points)
+    if not isinstance(record.evaluations, dict):
+        raise ValueError("'evaluations' must be an object")
+    for name, evaluation in record.evaluations.items():
+        if not _EVAL_NAME.fullmatch(name):
+            raise ValueError(f"evaluation name {name!r} must be 1-40 characters from "
+                             "a-z 0-9 _ - starting with a letter or digit")
+        evaluation.check(name)
 
 
 def _check_values(name: str, data: dict[str, object]) -> None:

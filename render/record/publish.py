@@ -2,7 +2,7 @@
 concurrency.
 
 Everything is plain git, run from a scratch shallow clone (sparse: only
-`outputs-index/` is checked out):
+`outputs-index/` is checked out, and the leaderboard settings its READMEs read):
 
 1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, merge into
    the entry files this call's records and the staged records of other publishers that
@@ -357,7 +357,12 @@ class _Session:
                    "--single-branch", "--no-tags", "--sparse", "--", self.remote,
                    str(self.clone)], cwd=self.clone.parent)
         # fmt: on
-        self._git(["sparse-checkout", "set", INDEX_DIR])
+        # Layer exception (record -> browse): the checkout holds the index and what
+        # browse reads to regenerate its READMEs besides the entries (the leaderboards
+        # named in the profile and in the dataset.yaml files).
+        from render.browse.leaderboard import SOURCES
+
+        self._git(["sparse-checkout", "set", "--no-cone", f"/{INDEX_DIR}/", *SOURCES])
 
     def _stage(self, records: list[RunRecord], replace_equal: bool) -> str:
         payload = {

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from render.record.evaluation import Evaluation
 from render.record.identity import RunIdentity
 
 SCHEMA_VERSION = 1
@@ -73,6 +74,10 @@ class RunRecord:
     finished_at: str | None = None
     duration_s: float | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    # evaluations after training (an experiment's `evaluate:` entries) by name: their
+    # metrics and a link to their predictions. Omitted from the JSON when empty, so
+    # records without any stay byte-identical.
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)  # key train args
     resolved_config: dict[str, Any] = field(default_factory=dict)  # the full train config
     # links
@@ -98,11 +103,13 @@ class RunRecord:
 
     def to_json(self) -> str:
         """Indented JSON with sorted keys; `loss_points` on one line (64 pairs would
-        take 256 lines indented) and left out when empty."""
+        take 256 lines indented); `loss_points` and `evaluations` left out when empty."""
         data = asdict(self)
         if not data["rerun"]:
             del data["rerun"]
         points = data.pop("loss_points")
+        if not data["evaluations"]:
+            del data["evaluations"]
         if not points:
             return json.dumps(data, indent=2, sort_keys=True) + "\n"
         data["loss_points"] = points
@@ -153,6 +160,13 @@ class RunRecord:
         values["metrics"] = Metrics(**{k: v for k, v in metrics.items() if k in mknown})
         if values.get("loss_points", ()) is None:
             values["loss_points"] = []
+        evaluations = values.pop("evaluations", None)
+        if evaluations is None:
+            evaluations = {}
+        if not isinstance(evaluations, dict):
+            raise ValueError("'evaluations' must be an object")
+        values["evaluations"] = {str(name): Evaluation.from_dict(ev)
+                                 for name, ev in evaluations.items()}
         return cls(**values)
 
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import re
 from pathlib import Path
@@ -12,16 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from run_records import make_record
 
+from render.browse.leaderboard import Boards
 from render.browse.readme import README_HEADER, best_runs, render_index, render_readme
-from render.browse.svg import render_loss_svg
+from render.browse.svg import render_loss_svg, render_overlay_svg
 from render.browse.sync import check_readme, generated_files, stale_files, write_readme
 from render.errors import FatalError
 from render.markdown import esc
+from render.record.evaluation import Evaluation
 from render.record.index import write_entry
+from render.record.results import Leaderboard
 from render.record.runrecord import MAX_LOSS_POINTS, Metrics, RunRecord
 
 MODEL_README = "alpaca/llama-3.1-8b/README.md"
-CELLS = 10  # columns of a model README's run table
+BASE_CELLS = 5  # run, status, hyperparameters, train loss, links (+ metric columns)
 
 
 def rec(run_id: str = "r1", **kw: Any) -> RunRecord:
@@ -29,8 +34,11 @@ def rec(run_id: str = "r1", **kw: Any) -> RunRecord:
 
 
 def table_rows(readme: str) -> list[str]:
-    """Rows of a model README's run table."""
-    return [ln for ln in readme.splitlines() if ln.startswith("| [") or ln.startswith("| sft")]
+    """Rows of a model README's run table (the experiment linked from three folders down,
+    or its bare name when its path cannot be linked)."""
+    return [ln for ln in readme.splitlines()
+            if ln.startswith("| [") and "](../../../" in ln.split(" | ")[0]
+            or ln.startswith("| sft")]
 
 
 def model_readme(runs: list[RunRecord], key: str = MODEL_README) -> str:
@@ -40,6 +48,12 @@ def model_readme(runs: list[RunRecord], key: str = MODEL_README) -> str:
 def cell_count(row: str) -> int:
     """Cells in a GFM table row: split on pipes not escaped by a backslash."""
     return len(re.split(r"(?<!\\)\|", row)) - 2
+
+
+def header_cells(readme: str) -> int:
+    """Columns of the README's run table (its header row)."""
+    [header] = [ln for ln in readme.splitlines() if ln.startswith("| run | status |")]
+    return cell_count(header)
 
 
 # ------------------------------------------------------------------- README
@@ -69,21 +83,27 @@ def test_readme_header_and_summary() -> None:
     assert text.splitlines()[0] == README_HEADER
     assert text.endswith("\n")
     assert "8 runs, 2 datasets, 3 dataset/model pairs." in text
+    assert "[runs.csv](runs.csv)" in text
     # one row per dataset/model: counts by status, link to the model's README
     assert (
-        "| alpaca | [llama-3.1-8b](alpaca/llama-3.1-8b/README.md) | 4 | 0 | 1 | 2 | 1 | 0 "
-        "| sft_lora_lr1e-4_v1 r2 (eval loss 0.95) |" in text
+        "| alpaca | [llama-3.1-8b](alpaca/llama-3.1-8b/README.md) | 4 "
+        "| 1 running, 2 succeeded, 1 failed | sft_lora_lr1e-4_v1 · r2 (0.95) "
+        "| sft_lora_lr1e-4_v1 · r4 (running) |" in text
     )
-    assert "| alpaca | [qwen2.5-7b](alpaca/qwen2.5-7b/README.md) | 1 | 0 | 0 | 1 | 0 | 0 |" in text
+    assert ("| alpaca | [qwen2.5-7b](alpaca/qwen2.5-7b/README.md) | 1 | 1 succeeded "
+            "| sft_full_v1 · r5 (1.5) |") in text
     assert "| wiki | [llama-3.1-8b](wiki/llama-3.1-8b/README.md) | 3 |" in text
-    # one row per dataset: its best run and metric
+    # one row per dataset: its best run by its leaderboard (eval loss by default)
     assert (
-        "| alpaca | 5 | sft_lora_lr1e-4_v1 r2 | [llama-3.1-8b](alpaca/llama-3.1-8b/README.md) "
-        "| eval loss 0.95 |" in text
+        "| [alpaca](alpaca/README.md) | 5 | eval loss ↓ | **0.95** | sft_lora_lr1e-4_v1 · r2 "
+        "| [llama-3.1-8b](alpaca/llama-3.1-8b/README.md) |" in text
     )
-    assert "| wiki | 3 | sft_lora_lr1e-4_v1 r7 |" in text and "final train loss 1.5 |" in text
+    # wiki has no eval loss: nothing is ranked (final train loss says little)
+    assert "| [wiki](wiki/README.md) | 3 | eval loss ↓ | | no run has it yet | |" in text
     # the map has no per-run rows
     assert not table_rows(text) and "(exit 137)" not in text
+    # at most 7 columns in any table
+    assert max(cell_count(ln) for ln in text.splitlines() if ln.startswith("|")) <= 7
 
 
 def test_top_readme_stays_small() -> None:
@@ -93,9 +113,10 @@ def test_top_readme_stays_small() -> None:
         for i in range(600)
     ]  # fmt: skip
     files = render_index(runs)
-    assert len(files["README.md"]) < 3000  # 12 model rows, 3 dataset rows
+    assert len(files["README.md"]) < 4000  # 12 model rows, 3 dataset rows
     assert sum(k.endswith(".svg") for k in files) == 600
-    assert sum(k.endswith("/README.md") for k in files) == 12
+    assert sum(k.count("/") == 2 and k.endswith("/README.md") for k in files) == 12
+    assert sum(k.count("/") == 1 and k.endswith("/README.md") for k in files) == 3
 
 
 def test_latest_run_per_model() -> None:
@@ -104,12 +125,12 @@ def test_latest_run_per_model() -> None:
         rec("new", status="running", started_at="2026-02-01T00:00:00Z"),
         rec("none"),  # no start time: never the latest over one that has one
     ]
-    assert "| sft_lora_lr1e-4_v1 new (running) |" in render_readme(runs)
+    assert "| sft_lora_lr1e-4_v1 · new (running) |" in render_readme(runs)
 
 
 def test_readme_is_deterministic() -> None:
     runs = sample_runs() + [
-        rec("p1", loss_points=[[1, 2.0], [2, 1.5]]),
+        rec("p1", loss_points=[[1, 2.0], [2, 1.5]], metrics=Metrics(eval_loss=1.1)),
         rec("p2", dataset="wiki", loss_points=[[10, 3], [20, 2.5], [30, 2.25]]),
     ]
     first = render_index(runs)
@@ -121,14 +142,19 @@ def test_readme_is_deterministic() -> None:
     assert render_index(runs + runs) == first  # duplicates collapse to one row each
     assert set(first) == {
         "README.md",
+        "runs.csv",
+        "alpaca/README.md",
+        "alpaca/top-runs.svg",  # the ranked top runs, overlaid (p1 has a curve)
         "alpaca/llama-3.1-8b/README.md",
         "alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1__p1.svg",
         "alpaca/qwen2.5-7b/README.md",
+        "wiki/README.md",
         "wiki/llama-3.1-8b/README.md",
         "wiki/llama-3.1-8b/sft_lora_lr1e-4_v1__p2.svg",
     }
-    for text in first.values():
-        assert text.startswith(("<!-- Generated by `ftops index readme`", README_HEADER))
+    for name, text in first.items():
+        if name != "runs.csv":
+            assert text.startswith(("<!-- Generated by `ftops index readme`", README_HEADER))
 
 
 def test_readme_marks_best_run_per_dataset() -> None:
@@ -136,35 +162,41 @@ def test_readme_marks_best_run_per_dataset() -> None:
     best = best_runs(runs)
     # alpaca: lowest eval_loss among succeeded (r3 failed with 0.1 does not count)
     assert best["alpaca"].run_id == "r2"
-    # wiki: no eval loss anywhere -> lowest final train loss among succeeded
-    assert best["wiki"].run_id == "r7"
+    # wiki: no eval loss anywhere -> no best by the default leaderboard
+    assert "wiki" not in best
+    # a leaderboard for wiki that ranks by final train loss picks r7 (r8 was cancelled)
+    boards = Boards(by_dataset={"wiki": Leaderboard("final_train_loss", "lower")})
+    assert best_runs(runs, boards)["wiki"].run_id == "r7"
     files = render_index(runs)
     best_rows = [
         ln for text in files.values() for ln in text.splitlines() if "**best**" in ln
     ]  # fmt: skip
-    assert len(best_rows) == 2
-    assert "| r2 | succeeded **best** |" in best_rows[0]
-    assert "| r7 | succeeded **best** |" in best_rows[1]
+    assert len(best_rows) == 1
+    assert "| succeeded · 1h 02m **best** |" in best_rows[0] and "· r2 ·" in best_rows[0]
     text = files[MODEL_README]
     assert (
-        "Best run of alpaca: **sft_lora_lr1e-4_v1** run r2 on this model (eval loss 0.95)."
-        in text
+        "Best run of alpaca by eval loss (lower is better): **sft_lora_lr1e-4_v1** run r2 on "
+        "this model (0.95)." in text
     )
     qwen = files["alpaca/qwen2.5-7b/README.md"]
     assert (
-        "Best run of alpaca: **sft_lora_lr1e-4_v1** run r2 on "
-        "[llama-3.1-8b](../../alpaca/llama-3.1-8b/README.md) (eval loss 0.95)." in qwen
+        "Best run of alpaca by eval loss (lower is better): **sft_lora_lr1e-4_v1** run r2 on "
+        "[llama-3.1-8b](../../alpaca/llama-3.1-8b/README.md) (0.95)." in qwen
     )
-    assert "Best run on this model: **sft_full_v1** run r5 (eval loss 1.5)." in qwen
-    assert "(final train loss 1.5)" in files["wiki/llama-3.1-8b/README.md"]
+    assert "Best run on this model: **sft_full_v1** run r5 (1.5)." in qwen
+    assert "No run of wiki has eval loss yet, so none is ranked." in files[
+        "wiki/llama-3.1-8b/README.md"]
 
 
 def test_model_readme_header() -> None:
     text = model_readme(sample_runs())
     assert text.startswith(README_HEADER + "\n\n# alpaca / llama-3.1-8b\n")
-    assert "[Experiment index](../../README.md) · 4 runs: 1 running, 2 succeeded, 1 failed." in text
+    assert ("[Experiment index](../../README.md) · [alpaca leaderboard](../README.md) · "
+            "4 runs: 1 running, 2 succeeded, 1 failed.") in text
     assert len(table_rows(text)) == 4
-    assert text.endswith("|\n")
+    assert ("| run | status | hyperparameters | train loss (final / best) | eval loss ↓ "
+            "| links |") in text
+    assert text.endswith("|\n")  # no run has a curve: the table ends the page
 
 
 def test_readme_row_content() -> None:
@@ -183,18 +215,79 @@ def test_readme_row_content() -> None:
         loss_curve="gs://bucket/exp/training_loss.png",
         tracker_url="http://mlflow.local/#/runs/1",
         loss_points=[[1, 2.5], [5, 1.25], [9, 0.75]],
+        evaluations={"holdout": Evaluation(
+            "succeeded", 0, "alpaca_test", 8, {"bleu-4": 12.345, "rouge-l": 20.0},
+            "gs://bucket/exp/eval/holdout/generated_predictions.jsonl")},
     )
-    [row] = table_rows(model_readme([r]))
-    assert row.startswith(
+    text = model_readme([r])
+    [row] = table_rows(text)
+    assert row == (
         "| [sft_lora_lr1e-4_v1](../../../experiments/alpaca/llama-3.1-8b/"
-        "sft_lora_lr1e-4_v1.yaml) | r9 | succeeded **best** | jk | finetuning_type=lora, "
-        "lr=0.0001, epochs=3, lora_rank=8, zzz=not shown first | 0.5123 / 0.49 | 0.6 "
-        "| 2m 05s | ![loss](sft_lora_lr1e-4_v1__r9.svg) | "
+        "sft_lora_lr1e-4_v1.yaml) · [r9](sft_lora_lr1e-4_v1__r9.svg) · jk "
+        "| succeeded · 2m 05s **best** | finetuning_type=lora, "
+        "lr=0.0001, epochs=3, lora_rank=8, zzz=not shown first | 0.5123 / 0.49 | 0.6 | 12.35 "
+        "| [artifacts](https://console.cloud.google.com/storage/browser/b/x) "
+        "· [tracker](http://mlflow.local/#/runs/1) "
+        "· [predictions](https://storage.cloud.google.com/bucket/exp/eval/holdout/"
+        "generated_predictions.jsonl) |"
     )
-    assert "[artifacts](https://console.cloud.google.com/storage/browser/b/x)" in row
-    assert "[loss curve](https://storage.cloud.google.com/bucket/exp/training_loss.png)" in row
-    assert "[tracker](http://mlflow.local/#/runs/1)" in row
-    assert cell_count(row) == CELLS
+    # the eval loss and the evaluation's BLEU-4: two metric columns, 7 in all
+    assert ("| run | status | hyperparameters | train loss (final / best) | eval loss ↓ "
+            "| BLEU-4 (holdout) | links |") in text
+    assert cell_count(row) == header_cells(text) == 7
+    # the run's chart below the table, under a heading that names it
+    assert ("### sft_lora_lr1e-4_v1 · r9\n\n"
+            "![training loss of sft_lora_lr1e-4_v1 · r9](sft_lora_lr1e-4_v1__r9.svg)") in text
+
+
+def test_metric_columns_follow_the_leaderboard_and_stop_at_seven() -> None:
+    def ev(**scores: float) -> dict[str, Evaluation]:
+        return {"holdout": Evaluation("succeeded", 0, "x", 4, dict(scores)),
+                "other": Evaluation("succeeded", 0, "y", 4, {"bleu-4": 1.0})}
+
+    runs = [rec("a", metrics=Metrics(eval_loss=1.0), evaluations=ev(**{"rouge-l": 9.0})),
+            rec("b", metrics=Metrics(eval_loss=2.0), evaluations=ev(**{"rouge-l": 30.0}))]
+    boards = Boards(by_dataset={"alpaca": Leaderboard("holdout/rouge-l", "higher")})
+    files = render_index(runs, boards)
+    text = files[MODEL_README]
+    # the primary metric first (with its arrow), then eval loss; BLEU-4s do not fit
+    assert ("| run | status | hyperparameters | train loss (final / best) "
+            "| ROUGE-L (holdout) ↑ | eval loss | links |") in text
+    assert all(cell_count(r) == 7 for r in table_rows(text))
+    # the best is the highest ROUGE-L, not the lowest eval loss
+    assert "**best**" in [r for r in table_rows(text) if "· b ·" in r][0]
+    board = files["alpaca/README.md"]
+    assert "| # | run | model | ROUGE-L (holdout) ↑ | other scores | train loss |" in board
+    assert board.index("· b |") < board.index("· a |")
+    # its other scores: eval loss, BLEU-4 of the same evaluation (no name), other ones'
+    assert "| eval loss 2 · BLEU-4 (other) 1 |" in board
+
+
+def test_hyperparameters_the_same_in_every_run_are_said_once() -> None:
+    common = {"finetuning_type": "lora", "num_train_epochs": 3.0}
+    runs = [rec("a", hyperparameters={**common, "learning_rate": 1e-4}),
+            rec("b", hyperparameters={**common, "learning_rate": 2e-4}),
+            rec("c", hyperparameters={**common, "learning_rate": 2e-4, "lora_rank": 8})]
+    text = model_readme(runs)
+    assert ("Every run here has finetuning_type=lora, epochs=3; the table shows the rest."
+            in text)
+    rows = table_rows(text)
+    assert [r.split(" | ")[2] for r in rows] == ["lr=0.0001", "lr=0.0002",
+                                                  "lr=0.0002, lora_rank=8"]
+    # one run alone: nothing to factor out
+    assert "Every run here" not in model_readme(runs[:1])
+
+
+def test_charts_of_the_most_recent_runs_only() -> None:
+    runs = [rec(f"r{i:03d}", started_at=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z",
+                loss_points=CURVE) for i in range(45)]
+    files = render_index(runs)
+    text = files[MODEL_README]
+    assert sum(k.endswith(".svg") for k in files) == 45  # every run has its chart file
+    charts = re.findall(r"^### .* · (r\d+)$", text, re.M)
+    assert charts == [f"r{i:03d}" for i in range(44, 14, -1)]  # the latest 30, newest first
+    assert "the 30 most recently started runs of 45" in text
+    assert all(f"[r{i:03d}](sft_lora_lr1e-4_v1__r{i:03d}.svg)" in text for i in range(45))
 
 
 def test_hyperparameter_values_keep_their_type() -> None:
@@ -204,8 +297,20 @@ def test_hyperparameter_values_keep_their_type() -> None:
 
 
 def test_failed_row_shows_exit_code() -> None:
-    [row] = table_rows(model_readme([rec(status="failed", exit_code=3)]))
-    assert "| failed (exit 3) |" in row
+    [row] = table_rows(model_readme([rec(status="failed", exit_code=3, duration_s=9)]))
+    assert "| failed (exit 3) · 9s |" in row
+
+
+def test_links_are_short_labels() -> None:
+    local = "file:///home/jk/ftops/outputs/experiments/alpaca/llama-3.1-8b/x/r1"
+    [row] = table_rows(model_readme([rec(artifacts_url=local, artifacts_uri=local,
+                                         tracker_url="not a url")]))
+    assert f"[artifacts]({local})" in row  # a local run: labelled, opens where it ran
+    assert "tracker" not in row  # no usable address: no link
+    [row] = table_rows(model_readme([rec(artifacts_uri="gs://b/runs/a b/r1")]))
+    # a bucket folder without a browse URL: its Cloud Console address, escaped
+    assert "[artifacts](https://console.cloud.google.com/storage/browser/b/runs/a%20b/r1)" in row
+    assert "gs://" not in row and "file://" not in row.replace(f"({local})", "")
 
 
 HOSTILE = [
@@ -232,23 +337,38 @@ def test_hostile_strings_cannot_break_the_table(hostile: str) -> None:
         message=hostile,
         image=hostile,
         loss_points=[[1, 2.0], [2, 1.0]],
+        metrics=Metrics(eval_loss=1.0),
+        evaluations={"holdout": Evaluation("succeeded", 0, hostile, 1,
+                                           {"bleu-4": 1.0, hostile: 2.0},
+                                           "https://y/" + hostile, hostile)},
     )
-    files = render_index([r])
+    files = render_index([r, rec("r2", metrics=Metrics(eval_loss=2.0))])
     text = files[MODEL_README]
     rows = table_rows(text)
-    assert len(rows) == 1, text
-    [row] = rows
-    assert cell_count(row) == CELLS
-    assert row.endswith(" | ![loss](sft_lora_lr1e-4_v1__r1.svg) | " + row.rsplit(" | ", 1)[1])
+    assert len(rows) == 2, text
+    row = rows[0]
+    assert cell_count(row) == header_cells(text) == 7
+    assert " · [r1](sft_lora_lr1e-4_v1__r1.svg) · " in row
+    assert "| [artifacts](https://x/" in row
+    assert "[predictions](https://y/" in row
     # the SVG is a function of the points alone
     assert files["alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1__r1.svg"] == render_loss_svg(
         [[1, 2.0], [2, 1.0]]
     )
     # the map shows none of these strings
-    assert files["README.md"] == render_readme([rec()])
-    assert "<" not in row and ">" not in row  # no raw HTML
-    assert not re.search(r"(?<!\\)\]\(javascript", row)  # no javascript: link
-    assert "\n" not in row and "\r" not in row
+    assert files["README.md"] == render_readme([rec(metrics=Metrics(eval_loss=1.0)),
+                                                rec("r2", metrics=Metrics(eval_loss=2.0))])
+    board_rows = [ln for ln in files["alpaca/README.md"].splitlines() if ln.startswith("| 1 |")]
+    assert len(board_rows) == 1 and cell_count(board_rows[0]) == 7
+    for line in [row, board_rows[0]]:
+        assert "<" not in line and ">" not in line  # no raw HTML
+        assert not re.search(r"(?<!\\)\]\(javascript", line)  # no javascript: link
+        assert "\n" not in line and "\r" not in line
+    # runs.csv: still one record per run, the hostile text kept as text
+    table = list(csv.reader(io.StringIO(files["runs.csv"])))
+    assert len(table) == 3 and len({len(x) for x in table}) == 1
+    owner = table[1][table[0].index("owner")]
+    assert owner.lstrip("'") == hostile.replace("\r\n", "\n") or owner.lstrip("'") == hostile
 
 
 def test_esc_escapes_everything_markdown_cares_about() -> None:
@@ -263,14 +383,18 @@ def test_esc_escapes_everything_markdown_cares_about() -> None:
 def test_hostile_paths_are_not_linked() -> None:
     for path in ["/etc/passwd", "https://evil/x.yaml", "../../x.yaml", ""]:
         [row] = table_rows(model_readme([rec(experiment_path=path)]))
-        assert row.startswith("| sft_lora_lr1e-4_v1 | r1 |"), row
+        assert row.startswith("| sft_lora_lr1e-4_v1 · r1 · jk |"), row
 
 
 def test_empty_readme() -> None:
     text = render_readme([])
     assert text.startswith(README_HEADER + "\n")
     assert "No runs recorded yet." in text
-    assert render_index([]) == {"README.md": text}
+    files = render_index([])
+    assert files["README.md"] == text
+    assert set(files) == {"README.md", "runs.csv"}
+    assert files["runs.csv"].startswith("run_id,status,dataset,model,")
+    assert files["runs.csv"].count("\n") == 1  # the header alone
 
 
 def test_write_and_check_readme(tmp_path: Path) -> None:
@@ -320,7 +444,8 @@ def test_write_readme_writes_every_generated_file(tmp_path: Path) -> None:
     assert on_disk(tmp_path) == render_index(runs)
     assert generated_files(tmp_path) == sorted(render_index(runs))
     assert check_readme(tmp_path) and stale_files(tmp_path) == []
-    assert "![loss](sft_lora_lr1e-4_v1__c1.svg)" in (tmp_path / MODEL_README).read_text()
+    assert "![training loss of sft_lora_lr1e-4_v1 · c1](sft_lora_lr1e-4_v1__c1.svg)" in (
+        tmp_path / MODEL_README).read_text()
     # idempotent: nothing rewritten when nothing changed
     mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     write_readme(tmp_path)
@@ -346,6 +471,8 @@ def test_stale_generated_files_are_removed(tmp_path: Path) -> None:
         "alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1__r1.svg",
         "gone/model/README.md",
         "gone/model/x__y.svg",
+        "runs.csv",
+        "wiki/README.md",
         "wiki/qwen2.5-7b/README.md",
         "wiki/qwen2.5-7b/sft_lora_lr1e-4_v1__c2.svg",
     ]
@@ -363,6 +490,10 @@ def test_stale_generated_files_are_removed(tmp_path: Path) -> None:
     [
         "edit model README",
         "delete model README",
+        "edit dataset README",
+        "delete dataset README",
+        "edit runs.csv",
+        "delete runs.csv",
         "edit svg",
         "delete svg",
         "extra svg",
@@ -376,11 +507,21 @@ def test_check_readme_sees_every_generated_file(tmp_path: Path, change: str) -> 
     write_readme(tmp_path)
     assert check_readme(tmp_path)
     model = tmp_path / MODEL_README
+    dataset = tmp_path / "alpaca/README.md"
+    log = tmp_path / "runs.csv"
     svg = tmp_path / "alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1__c1.svg"
     if change == "edit model README":
-        model.write_text(model.read_text().replace("| c1 |", "| c9 |"))
+        model.write_text(model.read_text().replace(" · [c1](", " · [c9]("))
     elif change == "delete model README":
         model.unlink()
+    elif change == "edit dataset README":
+        dataset.write_text(dataset.read_text().replace("| 1 |", "| 9 |"))
+    elif change == "delete dataset README":
+        dataset.unlink()
+    elif change == "edit runs.csv":
+        log.write_text(log.read_text().replace("\nc1,", "\nc9,"))
+    elif change == "delete runs.csv":
+        log.unlink()
     elif change == "edit svg":
         svg.write_text(svg.read_text().replace("points=", "points=\"0 0\" x="))
     elif change == "delete svg":
@@ -405,32 +546,51 @@ def test_check_readme_sees_every_generated_file(tmp_path: Path, change: str) -> 
 
 
 SVG_TEXT = re.compile(
-    r'<!-- Generated by `ftops index readme` from the run\'s loss_points\. Do not edit by '
-    r'hand\. -->\n<svg xmlns="http://www\.w3\.org/2000/svg" width="160" height="40" '
-    r'viewBox="0 0 160 40"><rect width="160" height="40" rx="3" fill="#f6f8fa"/>'
-    r'<polyline fill="none" stroke="#0969da" stroke-width="1\.5" stroke-linecap="round" '
+    r'<!-- Generated by `ftops index readme` from the runs\' loss_points\. Do not edit by '
+    r'hand\. -->\n<svg xmlns="http://www\.w3\.org/2000/svg" width="640" height="200" '
+    r'viewBox="0 0 640 200">(<(rect|line) [a-z0-9 ="#.-]+/>)+'
+    r'<polyline fill="none" stroke="#0969da" stroke-width="2" stroke-linecap="round" '
     r'stroke-linejoin="round" vector-effect="non-scaling-stroke" '
     r'transform="translate\([0-9]+ [0-9]+\) scale\([-0-9.e+]+ [-0-9.e+]+\) '
-    r'translate\([-0-9.e+]+ [-0-9.e+]+\)" points="[-0-9.e+ ]+"/></svg>\n'
+    r'translate\([-0-9.e+]+ [-0-9.e+]+\)" points="[-0-9.e+ ]+"/>'
+    r'<g font-family="[^"<>]+" font-size="11" fill="#57606a">'
+    r'(<text x="[0-9.]+" y="[0-9.]+"( text-anchor="(end|middle)")?>[-0-9.e+a-z]+</text>)+'
+    r'</g></svg>\n'
 )
 
 
-def test_svg_sparkline_is_exact_and_deterministic() -> None:
+def svg_texts(svg: str) -> list[str]:
+    return re.findall(r">([^<>]*)</text>", svg)
+
+
+def test_svg_chart_is_exact_and_deterministic() -> None:
     svg = render_loss_svg(CURVE)
     assert svg is not None and SVG_TEXT.fullmatch(svg), svg
-    # x: steps 1..8 onto 3..157 (154/7 = 22 per step); y: 1.0..2.5 onto 37..3
-    assert 'transform="translate(3 37) scale(22 -22.6667) translate(-1 -1)"' in svg
+    # the data area is x 62..620, y 28..170: steps 1..8 (558/7 per step), loss 1.0..2.5
+    assert 'transform="translate(62 170) scale(79.7143 -94.6667) translate(-1 -1)"' in svg
     assert 'points="1 2.5 2 2 4 1.5 8 1"/>' in svg
+    # labelled axes: loss at the top, middle and bottom, the first and last step
+    assert svg_texts(svg) == ["2.5", "1.75", "1", "1", "8", "step", "loss"]
     # equal values give equal text (1 == 1.0), whatever came first
     assert render_loss_svg([[1.0, 2.5], [2.0, 2], [4, 1.5], [8, 1.0]]) == svg
     assert render_loss_svg([tuple(p) for p in CURVE]) == svg
     # degenerate curves: one point (a dot), a flat loss (a line in the middle)
     one = render_loss_svg([[5, 0.5]])
-    assert one is not None and 'translate(80 20) scale(1 -1) translate(-5 -0.5)' in one
+    assert one is not None and "translate(341 99) scale(1 -1) translate(-5 -0.5)" in one
     flat = render_loss_svg([[1, 0.5], [2, 0.5]])
-    assert flat is not None and "translate(3 20) scale(154 -1)" in flat
+    assert flat is not None and "translate(62 99) scale(558 -1)" in flat
     big = render_loss_svg([[10**6 + i, 1e-5 * i] for i in range(MAX_LOSS_POINTS)])
     assert big is not None and SVG_TEXT.fullmatch(big)
+
+
+def test_overlay_svg_letters_each_run() -> None:
+    svg = render_overlay_svg([CURVE, [[2, 3.0], [16, 0.5]], "not points", [[1, 1.0]]])
+    assert svg is not None
+    assert svg.count("<polyline") == 3  # the unusable run is left out, its letter kept
+    # one shared scale: steps 1..16, loss 0.5..3
+    assert svg_texts(svg)[:5] == ["3", "1.75", "0.5", "1", "16"]
+    assert re.findall(r">([A-H])</text>", svg) == ["A", "B", "D"]
+    assert render_overlay_svg(["x", None]) is None
 
 
 @pytest.mark.parametrize(
@@ -458,7 +618,7 @@ def test_hostile_points_never_reach_an_svg(points: Any) -> None:
     files = render_index([rec(loss_points=points, owner="<svg onload=alert(1)>")])
     assert [k for k in files if k.endswith(".svg")] == []
     [row] = table_rows(files[MODEL_README])
-    assert cell_count(row) == CELLS and "![loss]" not in row
+    assert cell_count(row) == BASE_CELLS and ".svg)" not in row
 
 
 def test_odd_but_valid_names_make_safe_file_names() -> None:
@@ -476,8 +636,8 @@ def test_odd_but_valid_names_make_safe_file_names() -> None:
     ]
     assert all(files[k] == render_loss_svg(CURVE) for k in svgs)
     rows = table_rows(files[MODEL_README])
-    assert len(rows) == 3 and all(cell_count(r) == CELLS for r in rows)
-    assert "| ![loss](1__3.svg) |" in rows[0] and "<b>" not in rows[0]
+    assert len(rows) == 3 and all(cell_count(r) == BASE_CELLS for r in rows)
+    assert " · [3](1__3.svg) · " in rows[0] and "<b>" not in rows[0]
 
 
 @pytest.mark.parametrize("field", ["dataset", "model", "experiment", "run_id"])
@@ -491,4 +651,4 @@ def test_names_that_cannot_be_files_are_refused(field: str) -> None:
 def test_any_owner_keeps_the_row_shape(owner: str, msg: str) -> None:
     rows = table_rows(model_readme([rec(owner=owner, hyperparameters={msg or "k": msg})]))
     assert len(rows) == 1
-    assert cell_count(rows[0]) == CELLS
+    assert cell_count(rows[0]) == BASE_CELLS

@@ -61,8 +61,11 @@ def test_assets_layout(assets: DemoAssets) -> None:
         assert (assets.model_dir / name).is_file(), name
     records = json.loads(assets.dataset_file.read_text())
     assert len(records) == 64
+    held_out = json.loads(assets.eval_file.read_text())
+    assert len(held_out) == 16 and held_out != records[:16]  # another seed
     info = json.loads(assets.dataset_info.read_text())
-    assert info == {"demo": {"file_name": "demo.json"}}
+    assert info == {"demo": {"file_name": "demo.json"},
+                    "demo_eval": {"file_name": "demo_eval.json"}}
     config = json.loads((assets.model_dir / "config.json").read_text())
     assert config["model_type"] == "llama"
     assert (config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"]) == (

@@ -74,4 +74,5 @@ def test_hub_models_and_other_paths(clone: Path) -> None:
     data = clone / ".demo/data"
     data.mkdir(parents=True)
     (data / "demo.json").write_text(json.dumps([]))
+    (data / "demo_eval.json").write_text(json.dumps([]))
     check_prerequisites(ws, RunSpec(demo, "0" * 40))

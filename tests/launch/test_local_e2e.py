@@ -1,9 +1,12 @@
 """The main job end to end on one machine, with real parts: LLaMA-Factory training on
-the tiny demo model, the post-run hook, a bare git remote for the index, a GCS emulator
-server for bucket storage, and an MLflow tracking server."""
+the tiny demo model and its evaluation after training (the demo's `evaluate:` block:
+LLaMA-Factory's predict step), the post-run hook, a bare git remote for the index, a GCS
+emulator server for bucket storage, and an MLflow tracking server."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -72,11 +75,35 @@ def test_demo_end_to_end_publishes_to_bare_remote(repo: tuple[Path, Path], tmp_p
     assert record.metrics.best_train_loss <= record.metrics.final_train_loss
     assert record.git_sha == git_commit(work)
     assert record.loss_curve.endswith("loss_curve.png")
+    # the evaluation after training: LLaMA-Factory's predict step on the trained adapter
+    holdout = record.evaluations["holdout"]
+    assert holdout.status == "succeeded" and holdout.exit_code == 0, holdout.message
+    assert holdout.dataset == "demo_eval" and holdout.samples == 8  # max_samples
+    for key in ("bleu-4", "rouge-1", "rouge-2", "rouge-l", "runtime"):
+        assert isinstance(holdout.metrics[key], float), key
+    predictions = out_dir / "eval/holdout/generated_predictions.jsonl"
+    assert holdout.predictions == predictions.as_uri()  # linked, not copied
+    assert len(predictions.read_text().splitlines()) == 8
+    assert (out_dir / "logs/eval-holdout.log").is_file()
+    assert record.metrics.eval_loss is not None  # the in-training eval on demo_eval
     checkout = clone(remote, tmp_path / "checkout")
-    entry = checkout / "outputs-index" / record.index_key
-    assert RunRecord.from_json(entry.read_text()).run_id == record.run_id
-    readme = (checkout / "outputs-index" / "README.md").read_text()
+    index = checkout / "outputs-index"
+    entry = index / record.index_key
+    assert RunRecord.from_json(entry.read_text()).evaluations == record.evaluations
+    readme = (index / "README.md").read_text()
     assert record.run_id in readme and "succeeded" in readme
+    # the index shows the evaluation: the leaderboard the demo's dataset.yaml names
+    # (BLEU-4 of holdout, higher first), the model README's columns, runs.csv
+    bleu = format(holdout.metrics["bleu-4"], ".4g")
+    assert f"| BLEU-4 (holdout) ↑ | **{bleu}** | sft_lora_v1 · {record.run_id} |" in readme
+    board = (index / "demo/README.md").read_text()
+    assert f"| 1 | [sft_lora_v1](../../{DEMO}) · {record.run_id} |" in board
+    model = (index / "demo/tiny-llama/README.md").read_text()
+    assert "| BLEU-4 (holdout) ↑ | eval loss | links |" in model
+    assert f"[predictions]({predictions.as_uri()})" in model
+    log = next(csv.DictReader(io.StringIO((index / "runs.csv").read_text())))
+    assert float(log["holdout/bleu-4"]) == holdout.metrics["bleu-4"]
+    assert main(["--repo", str(checkout), "index", "check"]) == 0
     # a second launch never overwrites the run
     assert main(["--repo", str(work), "launch", "--local", DEMO, "--work",
                  str(work / "outputs"), "--no-progress"]) == 1
@@ -205,6 +232,10 @@ def test_bucket_storage_uploads_artifacts(repo: tuple[Path, Path], gcs_emulator:
     keys = storage.list_keys(prefix + "/")
     assert f"{prefix}/adapter_model.safetensors" in keys
     assert f"{prefix}/loss_curve.png" in keys
+    # the evaluation's predictions went up with the run, and the record links them there
+    assert f"{prefix}/eval/holdout/generated_predictions.jsonl" in keys
+    assert record.evaluations["holdout"].predictions == storage.uri(
+        f"{prefix}/eval/holdout/generated_predictions.jsonl")
     # the local index entry points at the bucket
     entry = work / "outputs-index" / record.index_key
     assert RunRecord.from_json(entry.read_text()).artifacts_uri == record.artifacts_uri
@@ -256,8 +287,15 @@ def test_mlflow_run_carries_our_name_and_tags(repo: tuple[Path, Path], mlflow_se
     exp_file = work / "experiments/demo/tiny-llama/sft_lora_mlflow_v1.yaml"
     exp_file.write_text((work / DEMO).read_text().replace("report_to: none",
                                                           "report_to: mlflow"))
+    # the profile names this server and where people open it (its `mlflow_ui`)
+    profile = work / "k8s-base/cluster-profile.yaml"
+    profile.write_text(profile.read_text().replace(
+        "mlflow_tracking_uri: http://mlflow.mlops.svc.cluster.local:5000",
+        f"mlflow_tracking_uri: {mlflow_server}").replace(
+        "mlflow_ui: https://mlflow.example.com", "mlflow_ui: https://mlflow-ui.example/"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "demo/tiny-llama")
+    monkeypatch.delenv("FTOPS_MLFLOW_UI", raising=False)
     rel = str(exp_file.relative_to(work))
     assert main(["--repo", str(work), "launch", "--local", rel, "--work",
                  str(work / "outputs"), "--no-progress"]) == 0
@@ -272,4 +310,14 @@ def test_mlflow_run_carries_our_name_and_tags(repo: tuple[Path, Path], mlflow_se
     assert run.data.tags["ftops.config_hash"] == record.config_hash
     assert run.data.tags["ftops.git_sha"] == record.git_sha
     assert "train_loss" in run.data.metrics or "loss" in run.data.metrics
-    assert record.tracker_url.endswith(f"/runs/{run.info.run_id}")
+    # the record links the run in the profile's MLflow UI ...
+    assert record.tracker_url == (f"https://mlflow-ui.example/#/experiments/"
+                                  f"{experiment.experiment_id}/runs/{run.info.run_id}")
+    # ... and the run holds the evaluation's scores beside the training metrics
+    holdout = record.evaluations["holdout"]
+    assert holdout.status == "succeeded"
+    assert run.data.metrics["holdout/bleu-4"] == pytest.approx(holdout.metrics["bleu-4"])
+    assert run.data.metrics["holdout/rouge-l"] == pytest.approx(holdout.metrics["rouge-l"])
+    # the README links it as "tracker"
+    readme = (work / "outputs-index/demo/tiny-llama/README.md").read_text()
+    assert f"[tracker]({record.tracker_url})" in readme

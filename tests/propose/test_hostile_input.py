@@ -50,9 +50,12 @@ def write(root: Path, rel: str, text: str) -> str:
 
 
 def add_train(root: Path, rel: str, lines: str) -> str:
-    """Append keys under the experiment's train: section (it is the file's last)."""
+    """Add keys at the end of the experiment's train: section (before an evaluate:
+    block, when the file has one)."""
     path = root / rel
-    path.write_text(path.read_text().rstrip("\n") + "\n" + lines)
+    text = path.read_text().rstrip("\n") + "\n"
+    head, sep, tail = text.partition("\nevaluate:")
+    path.write_text(head + "\n" + lines.rstrip("\n") + sep + tail if sep else text + lines)
     return rel
 
 
@@ -260,7 +263,7 @@ CASES: tuple[Case, ...] = (
          lambda r: add_train(r, FULL, "  use_galore: true\n"),
          "use_galore cannot be combined with DeepSpeed"),
     Case("10 cluster", "unregistered_eval_dataset",
-         lambda r: add_train(r, DEMO, "  eval_dataset: nowhere\n"),
+         lambda r: edit(r, DEMO, "  eval_dataset: demo_eval   #", "  eval_dataset: nowhere   #"),
          "eval dataset 'nowhere' is not registered"),
     Case("10 cluster", "megatron_only_key",
          lambda r: add_train(r, DEMO, "  tensor_model_parallel_size: 2\n"),
@@ -302,7 +305,7 @@ def test_the_cases_are_fine_without_the_hostile_part(tmp_path: Path) -> None:
     root = make_workspace(tmp_path)
     assert lint(Workspace(root)).findings == []
     _layer_galore(root, 1)
-    add_train(root, DEMO, "  eval_dataset: demo\n")
+    edit(root, DEMO, "  eval_dataset: demo_eval   #", "  eval_dataset: demo   #")
     result = lint(Workspace(root), [root / ALPACA, root / DEMO])
     assert [f.format() for f in result.findings] == []
 
@@ -512,12 +515,13 @@ def test_eval_dataset_is_shipped(tmp_path: Path) -> None:
 
     root = make_workspace(tmp_path)
     edit(root, DEMO_DATASET, "    formatting: alpaca\n",
-         "    formatting: alpaca\n  demo_eval:\n    file_name: eval.json\n")
-    add_train(root, DEMO, "  eval_dataset: demo_eval\n")
+         "    formatting: alpaca\n  more_eval:\n    file_name: eval.json\n")
+    edit(root, DEMO, "  eval_dataset: demo_eval   #", "  eval_dataset: more_eval   #")
     ws = Workspace(root)
     exp, findings = ws.load(root / DEMO)
     assert exp is not None and not findings
-    assert set(RunSpec(exp, "1" * 40).dataset_info()) == {"demo", "demo_eval"}
+    # the in-training eval set and the evaluate: block's, both shipped
+    assert set(RunSpec(exp, "1" * 40).dataset_info()) == {"demo", "more_eval", "demo_eval"}
 
 
 def test_render_validate_refuses_an_oversized_configmap() -> None:

@@ -67,4 +67,4 @@ def test_build_record_fills_loss_points_and_the_index_draws_them(tmp_path: Path)
     write_readme(root)
     svg = root / "demo/tiny/sft_v1__abc123.svg"
     assert svg.read_text() == render_index([record])["demo/tiny/sft_v1__abc123.svg"]
-    assert "![loss](sft_v1__abc123.svg)" in (root / "demo/tiny/README.md").read_text()
+    assert "](sft_v1__abc123.svg)" in (root / "demo/tiny/README.md").read_text()

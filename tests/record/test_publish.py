@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from index_remote import FAST, entries, generated, git, launch, make_remote, rec, show, stored
 
+from render.browse.leaderboard import Boards
 from render.browse.readme import render_index, render_readme
 from render.errors import FatalError
 from render.record.publish import (
@@ -23,6 +24,7 @@ from render.record.publish import (
     reconcile,
     redact,
 )
+from render.record.results import Leaderboard
 from render.record.runrecord import Metrics, RunRecord
 from render.record.trust import StorageVerifier, StoredRecord
 
@@ -40,14 +42,18 @@ def test_publish_one_record(remote: Path, tmp_path: Path) -> None:
     assert show(remote, "outputs-index/alpaca/llama-3.1-8b/sft__r1.json") == r.to_json()
     readme = show(remote, "outputs-index/README.md")
     assert readme == render_readme([r])
-    # the commit holds every generated file: the map, the model README, the SVG
+    # the commit holds every generated file: the map, the run log, the dataset's
+    # leaderboard, the model README, the SVG
     assert generated(remote) == render_index([r])
     assert set(generated(remote)) == {
-        "README.md", "alpaca/llama-3.1-8b/README.md", "alpaca/llama-3.1-8b/sft__r1.svg"
+        "README.md", "runs.csv", "alpaca/README.md", "alpaca/llama-3.1-8b/README.md",
+        "alpaca/llama-3.1-8b/sft__r1.svg"
     }
     model = show(remote, "outputs-index/alpaca/llama-3.1-8b/README.md")
-    assert "| [sft](../../../experiments/alpaca/llama-3.1-8b/sft.yaml) | r1 | succeeded" in model
-    assert "| ![loss](sft__r1.svg) |" in model
+    # the run id opens its chart; the chart is shown below the table
+    assert ("| [sft](../../../experiments/alpaca/llama-3.1-8b/sft.yaml) · [r1](sft__r1.svg) "
+            "· jk | succeeded") in model
+    assert "![training loss of sft · r1](sft__r1.svg)" in model
     log = git("--git-dir", str(remote), "log", "-1", "--format=%an <%ae>|%cn|%s", "main")
     assert log.strip() == (
         "ftops-bot <ftops-bot@users.noreply.github.com>|ftops-bot|index: sft r1 succeeded"
@@ -56,6 +62,26 @@ def test_publish_one_record(remote: Path, tmp_path: Path) -> None:
     assert show(remote, "experiments/alpaca/llama-3.1-8b/sft.yaml") == "learning_rate: 1e-4\n"
     # the scratch clone is cleaned up
     assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_publish_ranks_by_the_leaderboard_on_the_remote(remote: Path, tmp_path: Path) -> None:
+    # the remote's dataset.yaml names the leaderboard: the publisher's checkout reads it
+    seed = tmp_path / "seed"
+    (seed / "experiments/alpaca/dataset.yaml").write_text(
+        "leaderboard: {metric: final_train_loss, direction: lower}\n")
+    git("add", "-A", cwd=seed)
+    git("commit", "--quiet", "-m", "leaderboard", cwd=seed)
+    git("push", "--quiet", str(remote), "main", cwd=seed)
+    runs = [rec("r1", metrics=Metrics(final_train_loss=0.5, eval_loss=2.0)),
+            rec("r2", metrics=Metrics(final_train_loss=0.9, eval_loss=1.0))]
+    publish(runs, remote=remote.as_uri(), workdir=tmp_path / "work")
+    board = show(remote, "outputs-index/alpaca/README.md")
+    assert "Runs are ranked by **final train loss** (lower is better; named in " \
+           "`experiments/alpaca/dataset.yaml`)" in board
+    assert board.index("| 1 | [sft]") < board.index("· r1 |") < board.index("· r2 |")
+    boards = Boards(by_dataset={"alpaca": Leaderboard(
+        "final_train_loss", "lower", "experiments/alpaca/dataset.yaml")})
+    assert generated(remote) == render_index(runs, boards)
 
 
 def test_publish_plain_path_remote_and_custom_author(remote: Path) -> None:
@@ -116,7 +142,9 @@ def test_concurrent_publishers_lose_nothing(remote: Path, tmp_path: Path) -> Non
     # from all entries, and there is no other
     expected = render_index(runs)
     assert generated(remote) == expected
-    assert sum(k.endswith(".svg") for k in expected) == 25 and len(expected) == 32
+    # 25 run charts, the top runs of each dataset, 6 model READMEs, 2 dataset READMEs,
+    # the map and runs.csv
+    assert sum(k.endswith(".svg") for k in expected) == 27 and len(expected) == 37
     # linear history of fast-forwards (no merge commits); staged records landed in
     # batches by whoever pushed first, so fewer than 30 commits
     count = git("--git-dir", str(remote), "rev-list", "--count", "--merges", "main")

@@ -13,6 +13,7 @@ from render.propose.experiment import Experiment
 from render.propose.rules import (
     consistency,
     deepspeed,
+    evaluate,
     history,
     names,
     resources,
@@ -30,6 +31,7 @@ EXPERIMENT_RULES: tuple[Rule, ...] = (
     resources.check,
     resources.check_size,
     deepspeed.check,
+    evaluate.check,
     secrets.check_fields,
     history.check_immutable,
     history.check_duplicates,
