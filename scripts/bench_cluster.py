@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from bench_common import make_tree  # noqa: E402
 
-from render.cluster import RUN_LABEL, Cluster, apply, status  # noqa: E402
-from render.experiment import Workspace  # noqa: E402
-from render.lint import lint  # noqa: E402
-from render.overlay import render  # noqa: E402
-from render.runspec import RunSpec  # noqa: E402
+from render.launch.cluster import RUN_LABEL, Cluster, apply, status  # noqa: E402
+from render.manifests.overlay import render  # noqa: E402
+from render.manifests.runspec import RunSpec  # noqa: E402
+from render.propose.experiment import Workspace  # noqa: E402
+from render.propose.lint import lint  # noqa: E402
 
 
 def main() -> int:
@@ -40,7 +40,7 @@ def main() -> int:
         dc.up()
         kubeconfig = str(dc.kubeconfig)
     try:
-        from render.cluster import connect
+        from render.launch.cluster import connect
 
         cluster = Cluster(connect(kubeconfig), "llm-experiments")
         with tempfile.TemporaryDirectory() as tmp:

@@ -36,10 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from render import index  # noqa: E402
-from render.index import render_index, render_readme  # noqa: E402
-from render.publish import PublishError, publish  # noqa: E402
-from render.record import Metrics, RunRecord  # noqa: E402
+from render.browse import sync  # noqa: E402
+from render.browse.readme import render_index, render_readme  # noqa: E402
+from render.record.publish import PublishError, publish  # noqa: E402
+from render.record.runrecord import Metrics, RunRecord  # noqa: E402
 
 DATASETS = ["alpaca", "wiki", "gsm8k", "oasst", "dolly", "code-alpaca", "slimorca", "ultrachat",
             "sharegpt", "lima", "flan", "openhermes", "metamath", "orca-math", "tulu-3",
@@ -163,10 +163,10 @@ def bench_readme(args: argparse.Namespace) -> bool:
         root = Path(tmp) / "outputs-index"
         root.mkdir()
         t = time.perf_counter()
-        written = index._sync_files(root, files, index._scan_generated(root), write=True)
+        written = sync._sync_files(root, files, sync._scan_generated(root), write=True)
         write_s = time.perf_counter() - t
         t = time.perf_counter()
-        again = index._sync_files(root, files, index._scan_generated(root), write=False)
+        again = sync._sync_files(root, files, sync._scan_generated(root), write=False)
         check_s = time.perf_counter() - t
         print(f"write {len(written)} files into an empty folder: {write_s:.2f} s; "
               f"re-check them unchanged (scan + read + compare): {check_s:.2f} s "
@@ -183,9 +183,9 @@ def bench_readme(args: argparse.Namespace) -> bool:
             for label in ("write_readme (files current)", "check_readme"):
                 t = time.perf_counter()
                 if label.startswith("write"):
-                    index.write_readme(root)
+                    sync.write_readme(root)
                 else:
-                    assert index.check_readme(root)
+                    assert sync.check_readme(root)
                 print(f"--full: {label} from {args.runs} entries on disk: "
                       f"{time.perf_counter() - t:.1f} s (loading the entries included)")
     return ok

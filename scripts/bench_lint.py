@@ -1,14 +1,16 @@
-"""Lint benchmark: 1,000 generated experiments, and one changed file in a large tree.
+"""Lint benchmark: 1,000 generated experiments, one changed file in a large tree, and
+hostile files (YAML alias bombs, deep nesting) that must be refused fast.
 
     python scripts/bench_lint.py [--n 1000]
 
-Targets (issue 2): the 1,000 files in under 2 s; one changed experiment in under 1 s
-however large the tree is.
+Targets: the 1,000 files in under 2 s and one changed experiment in under 1 s however
+large the tree is (issue 2); an alias bomb refused in under 0.1 s (issue 10).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,14 +20,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import make_tree, peak_rss_mib  # noqa: E402
 
-from render.experiment import Workspace  # noqa: E402
-from render.lint import lint  # noqa: E402
+from render.propose.experiment import Workspace  # noqa: E402
+from render.propose.lint import lint  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--big", type=int, default=5000, help="tree size for the one-file case")
+    parser.add_argument("--no-hostile", action="store_true",
+                        help="skip the hostile files (to time a version that cannot refuse them)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repo"
@@ -54,14 +58,53 @@ def main() -> int:
         print(f"lint one changed file in a {args.big}-experiment tree: {single * 1000:.0f} ms "
               "in process (target: < 1 s)")
         ftops = Path(sys.executable).parent / "ftops"
+        # without the console script (a bare interpreter), the same CLI as a module
+        cmd = [str(ftops)] if ftops.exists() else [sys.executable, "-m", "render"]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         t0 = time.perf_counter()
-        proc = subprocess.run([str(ftops), "--repo", str(big), "lint", str(changed)],
-                              capture_output=True, text=True)
+        proc = subprocess.run([*cmd, "--repo", str(big), "lint", str(changed)],
+                              capture_output=True, text=True, env=env)
         cli = time.perf_counter() - t0
         assert proc.returncode == 0, proc.stdout + proc.stderr
         print(f"  the same as a fresh `ftops lint FILE` process (pre-commit): {cli:.2f} s")
+        if not args.no_hostile:
+            hostile(Path(tmp) / "hostile")
     print(f"peak RSS: {peak_rss_mib():.0f} MiB")
     return 0
+
+
+def _bomb(levels: int) -> str:
+    out = "    a: &a [x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, levels + 1):
+        prev, name = chr(96 + i), chr(97 + i)
+        out += f"    {name}: &{name} [{', '.join(['*' + prev] * 9)}]\n"
+    return out
+
+
+def hostile(root: Path) -> None:
+    """Each hostile file linted alone (in process, warm), best of 5: refused, and how fast."""
+    (target,) = make_tree(root, 1)
+    clean = target.read_text()
+    cases = {
+        "alias bomb, 7 levels (1 KB -> 48M values)": clean.replace(
+            "  tags: [bench]\n", "  tags: [bench]\n  x:\n" + _bomb(7)),
+        "alias bomb, 9 levels (1.3 KB -> 3.9G values)": clean.replace(
+            "  tags: [bench]\n", "  tags: [bench]\n  x:\n" + _bomb(9)),
+        "lists nested 100,000 deep": clean.replace(
+            "tags: [bench]", "tags: " + "[" * 100_000 + "]" * 100_000),
+    }
+    lint(Workspace(root), [target])  # warm
+    for name, text in cases.items():
+        target.write_text(text)
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.perf_counter()
+            result = lint(Workspace(root), [target])
+            best = min(best, time.perf_counter() - t0)
+            assert not result.ok, name
+        print(f"refused {name}: {best * 1000:.1f} ms (target: < 100 ms)  "
+              f"[{result.findings[0].message[:60]}]")
+    target.write_text(clean)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import make_tree, peak_rss_mib  # noqa: E402
 
-from render.experiment import Workspace  # noqa: E402
-from render.kustomize import kubectl  # noqa: E402
-from render.lint import lint  # noqa: E402
-from render.overlay import render  # noqa: E402
-from render.runspec import RunSpec  # noqa: E402
-from render.validate import crd_validators, validate_manifests  # noqa: E402
+from render.manifests.kustomize import kubectl  # noqa: E402
+from render.manifests.overlay import render  # noqa: E402
+from render.manifests.runspec import RunSpec  # noqa: E402
+from render.manifests.validate import crd_validators, validate_manifests  # noqa: E402
+from render.propose.experiment import Workspace  # noqa: E402
+from render.propose.lint import lint  # noqa: E402
 
 
 def main() -> int:

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from render.storage import open_storage  # noqa: E402
+from render.record.storage import open_storage  # noqa: E402
 
 
 def make_files(base: Path, count: int, size: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from render import lfschema  # noqa: E402
+from render.propose import lfschema  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

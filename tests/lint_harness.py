@@ -43,3 +43,21 @@ def make_workspace(tmp: Path) -> Path:
 
 def fixtures(kind: str) -> list[Path]:
     return sorted((REPO / "tests" / "fixtures" / kind).rglob("*.yaml"))
+
+
+def record_run(root: Path, experiment_path: str, run_id: str, config_hash: str,
+               **fields: object) -> Path:
+    """A real index entry (a RunRecord written by the index module) for an experiment of
+    the workspace at `root`; `fields` set status, metrics and the rest."""
+    from render.record.index import INDEX_DIR, write_entry
+    from render.record.runrecord import Metrics, RunRecord
+
+    _, dataset, model, name = experiment_path.removesuffix(".yaml").split("/")
+    metrics = fields.pop("metrics", None)
+    values: dict[str, object] = {"status": "succeeded", **fields}
+    if isinstance(metrics, dict):
+        values["metrics"] = Metrics(**metrics)
+    record = RunRecord(run_id=run_id, experiment=name, experiment_path=experiment_path,
+                       dataset=dataset, model=model, config_hash=config_hash,
+                       git_sha="0" * 40, **values)  # type: ignore[arg-type]
+    return write_entry(root / INDEX_DIR, record)

@@ -36,6 +36,6 @@ def test_mypy_strict_devcluster_harness_is_clean() -> None:
 
 
 def test_outputs_index_readme_is_current() -> None:
-    from render.index import check_readme
+    from render.browse.sync import check_readme
 
     assert check_readme(REPO / "outputs-index")

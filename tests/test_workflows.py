@@ -21,9 +21,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from render import github
 from render.errors import FatalError
-from render.plan import MARKER
+from render.manifests import comment as github
+from render.manifests.plan import MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -150,6 +150,58 @@ def test_workflow_follows_our_rules(path: Path) -> None:
     assert check_workflow(path) == []
 
 
+def _load(name: str) -> dict[Any, Any]:
+    return dict(yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8")))
+
+
+def _run_lines(doc: dict[Any, Any]) -> list[str]:
+    return [line for job in (doc.get("jobs") or {}).values()
+            for step in job.get("steps") or [] for line in _command_lines(step.get("run") or "")]
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+def test_every_install_is_pinned_by_the_constraints(path: Path) -> None:
+    """Workflows that hold credentials (a write token, cloud or cluster access) install
+    exactly the known-good set: pip with -c scripts/constraints.txt, or setup.sh (which
+    uses it)."""
+    for line in _run_lines(yaml.safe_load(path.read_text(encoding="utf-8"))):
+        if "pip install" in line:
+            assert "-c scripts/constraints.txt" in line, f"{path.name}: {line}"
+    assert "-c scripts/constraints.txt" in (ROOT / "scripts/setup.sh").read_text()
+
+
+def test_cluster_and_index_jobs_run_in_an_environment() -> None:
+    assert _load("launch.yml")["jobs"]["launch"]["environment"] == "cluster"
+    assert _load("index.yml")["jobs"]["reconcile"]["environment"] == "index"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    # the Workload Identity provider accepts this repository's main branch only
+    assert ("--attribute-condition=\"assertion.repository == 'my-org/my-repo' && "
+            "assertion.ref == 'refs/heads/main'\"") in readme
+
+
+def test_the_plan_runs_for_index_and_k8s_base_changes() -> None:
+    doc = _load("pr.yml")
+    paths = _triggers(doc)["pull_request"]["paths"]
+    assert {"outputs-index/**", "k8s-base/**", "experiments/**"} <= set(paths)
+    steps = {s["name"]: s for s in doc["jobs"]["plan"]["steps"]}
+    lint = steps["Lint all experiments against the base branch's index"]
+    assert lint["run"] == 'ftops lint --index-ref "$BASE_SHA"'
+    plan = steps["Plan against the base"]
+    assert "if" not in plan and "--base \"$BASE_SHA\"" in plan["run"]
+
+
+def test_path_lists_travel_nul_delimited() -> None:
+    for path in WORKFLOW_FILES:
+        text = path.read_text(encoding="utf-8")
+        assert "--delimiter" not in text, path.name
+        for line in _run_lines(yaml.safe_load(text)):
+            words = shlex.split(line.split(">")[0])
+            if words[0] == "xargs":
+                assert "--null" in words or "-0" in words, f"{path.name}: {line}"
+            if words[:2] == ["ftops", "changes"]:
+                assert "--null" in words, f"{path.name}: {line}"
+
+
 BAD_WORKFLOW = """\
 name: bad
 on:
@@ -190,7 +242,7 @@ def test_bad_workflow_fails_our_rules(bad_workflow: Path) -> None:
 def test_allowed_commands() -> None:
     ok = ["ftops lint", "bash scripts/setup.sh --dev", ".venv/bin/pytest -q",
           "python -m pip install -e .", "pip install -e .",
-          "xargs --no-run-if-empty --delimiter='\\n' --arg-file=changed.txt ftops render",
+          "xargs --null --no-run-if-empty --arg-file=changed.nul ftops render",
           'ftops changes --base "$A" --head "$B" > changed.txt']
     bad = ["echo hi", "curl x", "xargs rm", "python -c 'import os'", "bash -c 'x'",
            "ftopsx lint", "sh scripts/x.sh"]
@@ -273,17 +325,9 @@ def test_zizmor_flags_a_bad_workflow(bad_workflow: Path) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from render import changes
     from render.cli import build_parser
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    # until render/commands.py registers them
-    if "changes" not in sub.choices:
-        changes.register(sub)
-    if "pr-comment" not in sub.choices:
-        github.register(sub)
-    return parser
+    return build_parser()
 
 
 def _ftops_invocations() -> Iterator[tuple[str, list[str]]]:
@@ -468,11 +512,7 @@ def test_bad_token_is_an_error_that_does_not_show_it(fake_github: FakeGitHub) ->
 
 
 def _cli(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ftops")
-    parser.add_argument("--repo", default=".")
-    sub = parser.add_subparsers(dest="command", required=True)
-    github.register(sub)
-    return parser.parse_args(argv)
+    return _parser().parse_args(argv)
 
 
 @pytest.fixture()

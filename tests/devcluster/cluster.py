@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any
 import yaml
 
 from devcluster import build, manifests, pki
+from render.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_BASE_ADMIN = REPO_ROOT / "k8s-base" / "cluster-admin"
@@ -36,14 +36,8 @@ class ClusterError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def kubectl_path() -> str:
-    from render.kustomize import kubectl
+    from render.manifests.kustomize import kubectl
 
     return kubectl()
 

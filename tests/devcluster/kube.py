@@ -8,7 +8,7 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 
-from render.cluster import condition, is_true
+from render.launch.kube import condition, is_true
 
 T = TypeVar("T")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import os
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 
 from devcluster import versions
+from render.manifests.validate import module_dir
 
 FAIL_EXIT_CODE_ANNOTATION = "devcluster.ftops/fail-exit-code"
 """Pod annotation: the pod becomes Failed with this container exit code instead of
@@ -32,24 +32,6 @@ DEFAULT_NODES: dict[str, tuple[int, str, str, str]] = {
     "gpu-h100": (2, "nvidia-h100-80gb", "200", "1800Gi"),
     "gpu-a100": (2, "nvidia-a100-80gb", "90", "1300Gi"),
 }
-
-
-def gomodcache() -> Path:
-    env = os.environ.get("GOMODCACHE")
-    if env:
-        return Path(env)
-    out = subprocess.run(
-        ["go", "env", "GOMODCACHE"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return Path(out)
-
-
-def module_dir(module: str, version: str) -> Path:
-    """Directory of module@version in the Go module cache (downloading it if needed)."""
-    d = gomodcache() / f"{module}@{version}"
-    if not d.is_dir():
-        subprocess.run(["go", "mod", "download", f"{module}@{version}"], check=True)
-    return d
 
 
 def jobset_dir() -> Path:

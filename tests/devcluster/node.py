@@ -47,8 +47,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from devcluster import build, image, manifests, pki, registry, versions
-from devcluster.cluster import ClusterError, DevCluster, Proc, _child_env, _terminate, free_port
+from devcluster import build, image, pki, registry, versions
+from devcluster.cluster import ClusterError, DevCluster, Proc, _child_env, _terminate
+from render.manifests.validate import module_dir
+from render.ports import free_port
 
 NODE_NAME = pki.NODE_NAME
 BRIDGE = "ftops0"
@@ -276,7 +278,7 @@ class RealNode:
         bindir = build.ensure_built(["node", "coredns"], log=self.log)
         self._time("build node binaries (cached)", t)
         t = time.monotonic()
-        pause_c = manifests.module_dir("k8s.io/kubernetes", versions.KUBERNETES) / \
+        pause_c = module_dir("k8s.io/kubernetes", versions.KUBERNETES) / \
             "build/pause/linux/pause.c"
         pause_tar = image.build_pause_image(pause_c, cache_dir() / "pause-3.10-ftops.tar",
                                             log=self.log)

@@ -279,7 +279,7 @@ def _apply(cluster: Any, docs: list[dict[str, Any]]) -> None:
 @contextmanager
 def loop(root: Path, cluster: Any, node: RealNode) -> Iterator[Loop]:
     """Set everything up under `root`; stop the git server and release the volume after."""
-    from render.demo import make_demo_assets
+    from render.launch.demo import make_demo_assets
 
     storage = root / "storage"
     make_demo_assets(storage / "assets")

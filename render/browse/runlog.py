@@ -1,0 +1,157 @@
+"""`outputs-index/runs.csv`: the run log for tools, one row per run (ids, status, owner,
+dataset, model, key hyperparameters, metrics, every evaluation's numbers, duration,
+GPU-hours, links), for pandas or a spreadsheet. Regenerated with the READMEs by
+`ftops index readme` (`ftops index check` fails when it is stale).
+
+Columns are fixed, then one per evaluation number seen in any run (`<evaluation>/<key>`,
+sorted), then the lineage and links. RFC 4180 quoting (what Python's csv module and
+pandas read). No cell can become a spreadsheet formula: a text cell that starts with
+= + - @ (or a tab, a carriage return, or their full-width forms), even after spaces,
+gets a leading apostrophe. Numbers are written as numbers (Python's repr).
+
+Rows are written as text directly, with the fields that repeat across runs (names,
+paths, hyperparameter sets) memoised: 100k runs make a 30 MB file in about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from render.record.identity import KEY_HYPERPARAMETERS
+from render.record.results import gpu_hours
+from render.record.runrecord import RunRecord
+
+RUNS_CSV = "runs.csv"
+
+_FIRST = ("run_id", "status", "dataset", "model", "experiment", "owner", "started_at",
+          "finished_at", "duration_s", "gpu_hours", "nodes", "gpus_per_node", "gpu_type",
+          "mode", "exit_code")  # fmt: skip
+_METRICS = ("final_train_loss", "best_train_loss", "eval_loss", "train_samples_per_second",
+            "total_steps", "epochs")  # fmt: skip
+_LAST = ("experiment_path", "config_hash", "git_sha", "image", "jobset", "artifacts_uri",
+         "artifacts_url", "loss_curve", "tracker_url", "entry", "message")  # fmt: skip
+_FORMULA = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+_NEEDS_QUOTES = re.compile('[,"\r\n]').search
+
+
+def field(text: str) -> str:
+    """One text cell as runs.csv writes it: never a formula, quoted when it must be."""
+    if text and (text[0] in _FORMULA or (text[0] == " " and text.lstrip(" ")[:1] in _FORMULA)):
+        text = "'" + text
+    if _NEEDS_QUOTES(text):
+        text = '"' + text.replace('"', '""') + '"'
+    return text
+
+
+class _Fields(dict[str, str]):
+    """`field` of each distinct text (most cells repeat across runs)."""
+
+    def __missing__(self, text: str) -> str:
+        # entries are checked, but a record made elsewhere may hold anything
+        out = self[text] = field(text if isinstance(text, str) else str(text))
+        return out
+
+
+def _unique(text: Any) -> str:
+    if text is None:
+        return ""
+    return field(text if isinstance(text, str) else str(text))
+
+
+def _number(value: Any) -> str:
+    if value is None or value.__class__ is bool:
+        return ""
+    if value.__class__ is float or value.__class__ is int:
+        return repr(value)
+    if isinstance(value, int | float):  # a subclass: as the number it is
+        return repr(float(value)) if isinstance(value, float) else str(int(value))
+    return ""  # not a number (entries are checked): an empty cell, never the text
+
+
+class RunLog:
+    """Rows collected one dataset at a time; `text()` writes the CSV once all are in
+    (the evaluation columns are known only then)."""
+
+    def __init__(self) -> None:
+        self._fields = _Fields()
+        self._hp: dict[Any, str] = {}
+        # dataset -> rows (each: text before the evaluation columns, after, and the
+        # evaluation cells by column)
+        self._datasets: dict[str, list[tuple[str, str, dict[str, str] | None]]] = {}
+        self._eval_columns: set[str] = set()
+
+    def add(self, runs: Iterable[RunRecord]) -> None:
+        """Add runs, in the order they are to be written (a dataset's runs in their
+        README order)."""
+        f = self._fields.__getitem__  # text that repeats across runs
+        u = _unique  # text of one run alone (not worth keeping)
+        num = _number
+        for r in runs:
+            m = r.metrics
+            head = ",".join((
+                u(r.run_id), f(r.status), f(r.dataset), f(r.model), f(r.experiment),
+                f(r.owner), u(r.started_at), u(r.finished_at), num(r.duration_s),
+                num(gpu_hours(r)), num(r.nodes), num(r.gpus_per_node), f(r.gpu_type),
+                f(r.mode), num(r.exit_code), self._hparams(r.hyperparameters),
+                num(m.final_train_loss), num(m.best_train_loss), num(m.eval_loss),
+                num(m.train_samples_per_second), num(m.total_steps), num(m.epochs)))
+            tail = ",".join((
+                f(r.experiment_path), f(r.config_hash), f(r.git_sha), f(r.image),
+                u(r.jobset), u(r.artifacts_uri), u(r.artifacts_url), u(r.loss_curve),
+                u(r.tracker_url), u(r.index_key), f(r.message)))
+            evals: dict[str, str] | None = None
+            if r.evaluations:
+                evals = {}
+                for name, ev in r.evaluations.items():
+                    evals[f"{name}/status"] = f(ev.status)
+                    for key, value in ev.metrics.items():
+                        evals[f"{name}/{key}"] = num(value)
+                    evals[f"{name}/predictions"] = f(ev.predictions)
+                self._eval_columns.update(evals)
+            self._datasets.setdefault(r.dataset, []).append((head, tail, evals))
+
+    def _hparams(self, hp: Any) -> str:
+        if not isinstance(hp, dict):
+            hp = {}
+        try:
+            key = (tuple(hp.items()), tuple(map(type, hp.values())))
+            cached = self._hp.get(key)
+        except TypeError:  # unhashable values (lists, dicts)
+            key, cached = None, None
+        if cached is None:
+            cached = ",".join(self._hp_cell(hp.get(k)) for k in KEY_HYPERPARAMETERS)
+            if key is not None:
+                self._hp[key] = cached
+        return cached
+
+    def _hp_cell(self, value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return repr(value) if isinstance(value, int) or math.isfinite(value) else ""
+        if isinstance(value, str):
+            return self._fields[value]
+        return self._fields[json.dumps(value, sort_keys=True, separators=(",", ":"),
+                                       default=str)]
+
+    def text(self) -> str:
+        evals = sorted(self._eval_columns)
+        header = ",".join([*_FIRST, *KEY_HYPERPARAMETERS, *_METRICS,
+                           *(self._fields[c] for c in evals), *_LAST])
+        lines = [header]
+        blank = "," * len(evals)  # between head and tail: the empty evaluation cells
+        for dataset in sorted(self._datasets):
+            for head, tail, ev in self._datasets[dataset]:
+                if ev is None:
+                    lines.append(f"{head},{blank}{tail}")
+                else:
+                    cells = ",".join(ev.get(c, "") for c in evals)
+                    lines.append(f"{head},{cells},{tail}")
+        lines.append("")
+        return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""Keeping the generated files of `outputs-index/` in step with its entries.
+
+`write_readme(root)` (`ftops index readme`) regenerates every generated file from the
+entry files (and the leaderboards named in the repository around `root`:
+`render.browse.leaderboard`) and removes generated files that no entry produces any
+more (entry JSON files are never touched); `stale_files(root)` (`ftops index check`)
+says which would change. Entries are read one dataset at a time, so memory stays
+bounded by the largest dataset, and a file is rewritten only when its bytes change.
+
+Generated names: `README.md` and `runs.csv` at the top, `README.md` and `*.svg` in each
+dataset folder and in each dataset/model folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from render.browse.leaderboard import Boards, load_boards
+from render.browse.readme import README_NAME, generate
+from render.browse.runlog import RUNS_CSV
+from render.browse.svg import SVG_SUFFIX
+from render.fsutil import atomic_write, confined, create_new
+from render.record.index import load_by_dataset
+
+
+def write_readme(root: Path, boards: Boards | None = None) -> Path:
+    """Regenerate every generated file under `root` from the entry files: the map
+    (README.md), runs.csv, one leaderboard README per dataset (and the SVG of its top
+    runs), one README per dataset/model and one SVG loss chart per run with loss
+    points; remove generated files that no entry produces any more (entry JSON files
+    are never touched). Returns the path of the top README. `boards` defaults to the
+    leaderboards of the repository `root` is in (`root.parent`).
+
+    Entries are read one dataset at a time, so memory stays bounded by the largest
+    dataset, and a file is rewritten only when its bytes change."""
+    _sync_generated(root, boards, write=True)
+    return root / README_NAME
+
+
+def check_readme(root: Path, boards: Boards | None = None) -> bool:
+    """True when every generated file under `root` is exactly what `write_readme`
+    would write, and there is no generated file that no entry produces."""
+    return not stale_files(root, boards)
+
+
+def stale_files(root: Path, boards: Boards | None = None) -> list[str]:
+    """Generated paths (relative to `root`) that `write_readme` would write, rewrite
+    or remove; empty when the generated files are current."""
+    return _sync_generated(root, boards, write=False)
+
+
+def generated_files(root: Path) -> list[str]:
+    """Paths (relative to `root`) of the generated files present under `root`."""
+    return sorted(_scan_generated(root))
+
+
+def _scan_generated(root: Path) -> dict[str, bool]:
+    """Generated-namespace paths present under `root` -> whether each is a plain file
+    (a symlink or anything else is replaced or removed, never read or followed)."""
+    found: dict[str, bool] = {}
+    if not root.is_dir():
+        return found
+    base = str(root)
+    with os.scandir(base) as top:
+        for d in top:
+            if d.name in (README_NAME, RUNS_CSV):
+                found[d.name] = d.is_file(follow_symlinks=False)
+            if d.name.startswith(".") or not d.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(d.path) as models:
+                for m in models:
+                    is_dir = m.is_dir(follow_symlinks=False)
+                    if not is_dir and _generated_name(m.name):
+                        found[f"{d.name}/{m.name}"] = m.is_file(follow_symlinks=False)
+                    if m.name.startswith(".") or not is_dir:
+                        continue
+                    prefix = f"{d.name}/{m.name}/"
+                    with os.scandir(m.path) as it:
+                        for f in it:
+                            if _generated_name(f.name):
+                                found[prefix + f.name] = f.is_file(follow_symlinks=False)
+    return found
+
+
+def _generated_name(name: str) -> bool:
+    return name == README_NAME or (name.endswith(SVG_SUFFIX) and not name.startswith("."))
+
+
+def _sync_generated(root: Path, boards: Boards | None, *, write: bool) -> list[str]:
+    """Compare (and with `write`, make) the generated files under `root` with what
+    the entries produce; returns the paths that differ, are missing or are stale."""
+    if boards is None:
+        boards = load_boards(root.resolve().parent)
+    on_disk = _scan_generated(root)
+    differ: list[str] = []
+    expected: set[str] = set()
+    for batch in generate(load_by_dataset(root), boards):  # one dataset at a time
+        expected.update(batch)
+        differ += _sync_files(root, batch, on_disk, write=write)
+    stale = sorted(rel for rel in on_disk if rel not in expected)
+    differ += stale
+    if write:
+        for rel in stale:
+            path = root / rel
+            path.unlink(missing_ok=True)
+            for folder in (path.parent, path.parent.parent):
+                with contextlib.suppress(OSError):  # not empty: keep it
+                    folder.rmdir()
+    return sorted(differ)
+
+
+def _sync_files(
+    root: Path, files: dict[str, str], on_disk: dict[str, bool], *, write: bool
+) -> list[str]:
+    """The paths of `files` whose bytes under `root` differ (with `write`: rewritten).
+    `on_disk` is `_scan_generated(root)` from before (a path missing from it, or not
+    a plain file, is written without being read)."""
+    differ: list[str] = []
+    made: set[str] = set()
+    for rel, text in files.items():
+        data = text.encode("utf-8")
+        if on_disk.get(rel) and _read_bytes(root, rel) == data:
+            continue
+        differ.append(rel)
+        if write:
+            # never write into a linked folder (a link at the file itself is replaced)
+            confined(root.parent, (root / rel).parent, "outputs-index/")
+            parent = rel.rpartition("/")[0]
+            if parent and parent not in made:
+                (root / parent).mkdir(parents=True, exist_ok=True)
+                made.add(parent)
+            if rel in on_disk:
+                atomic_write(root / rel, data)
+            else:
+                create_new(root / rel, data)
+    return differ
+
+
+def _read_bytes(root: Path, rel: str) -> bytes | None:
+    try:
+        with open(os.path.join(str(root), rel), "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
