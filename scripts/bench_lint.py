@@ -4,7 +4,9 @@ hostile files (YAML alias bombs, deep nesting) that must be refused fast.
     python scripts/bench_lint.py [--n 1000]
 
 Targets: the 1,000 files in under 2 s and one changed experiment in under 1 s however
-large the tree is (issue 2); an alias bomb refused in under 0.1 s (issue 10).
+large the tree is (issue 2); an alias bomb refused in under 0.1 s (issue 10); 1,000 and
+5,000 experiments in ONE model folder linted in time that grows linearly (issue 15: the
+duplicate rule groups a folder by config hash once instead of comparing every pair).
 """
 
 from __future__ import annotations
@@ -67,10 +69,30 @@ def main() -> int:
         cli = time.perf_counter() - t0
         assert proc.returncode == 0, proc.stdout + proc.stderr
         print(f"  the same as a fresh `ftops lint FILE` process (pre-commit): {cli:.2f} s")
+        t0 = time.perf_counter()
+        proc = subprocess.run([*cmd, "--help"], capture_output=True, text=True, env=env)
+        print(f"  a fresh `ftops --help` process: {time.perf_counter() - t0:.2f} s")
+        one_folder(Path(tmp) / "flat", (args.n, args.big))
         if not args.no_hostile:
             hostile(Path(tmp) / "hostile")
     print(f"peak RSS: {peak_rss_mib():.0f} MiB")
     return 0
+
+
+def one_folder(root: Path, sizes: tuple[int, ...]) -> None:
+    """Every experiment in one <dataset>/<model> folder: the duplicate rule's worst case
+    (each experiment has every other as a sibling)."""
+    times = []
+    for n in sizes:
+        make_tree(root, n, per_folder=n)
+        t0 = time.perf_counter()
+        result = lint(Workspace(root))
+        times.append(time.perf_counter() - t0)
+        assert result.ok, result.findings[:3]
+        print(f"lint all: {n} experiments in one folder in {times[-1]:.2f} s")
+    if len(times) == 2:
+        print(f"  {sizes[1] / sizes[0]:.0f}x the experiments took {times[1] / times[0]:.1f}x "
+              "the time (linear: about the same ratio; pairwise comparison: its square)")
 
 
 def _bomb(levels: int) -> str:

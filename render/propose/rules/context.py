@@ -23,6 +23,7 @@ class Context:
     _runs: dict[str, list[RunRecord]] = field(default_factory=dict)
     _listing: dict[tuple[str, str], dict[str, list[Path]]] = field(default_factory=dict)
     _admission: dict[tuple[object, ...], str | None] = field(default_factory=dict)
+    _by_hash: dict[tuple[str, str], dict[str, list[Path]]] = field(default_factory=dict)
 
     @cached_property
     def quotas(self) -> Quotas:
@@ -65,6 +66,19 @@ class Context:
             self._listing[key] = entries_by_experiment(self.ws.root / INDEX_DIR, *key)
         return {entry.stem.rsplit(ENTRY_SEPARATOR, 1)[1]
                 for entries in self._listing[key].values() for entry in entries}
+
+    def same_config(self, dataset: str, model: str, config_hash: str) -> list[Path]:
+        """The experiment files of one <dataset>/<model> folder whose config hash is
+        `config_hash` (the folder is grouped by hash once: no pairwise comparison)."""
+        key = (dataset, model)
+        if key not in self._by_hash:
+            groups: dict[str, list[Path]] = {}
+            for path in self.ws.siblings(dataset, model):
+                found = self.config_hash_of(path)
+                if found is not None:
+                    groups.setdefault(found, []).append(path)
+            self._by_hash[key] = groups
+        return self._by_hash[key].get(config_hash, [])
 
     def config_hash_of(self, path: Path) -> str | None:
         """Config hash of another experiment file, None when it cannot be loaded (both the

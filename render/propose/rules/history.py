@@ -61,10 +61,10 @@ def check_duplicates(exp: Experiment, ctx: Context) -> Iterator[Finding]:
                               f"{exp.model}/", "name a run of this dataset and model "
                               "(ftops import run:<run_id> writes it)", "history")
         return
-    for other in ctx.ws.siblings(exp.dataset, exp.model):
+    for other in ctx.same_config(exp.dataset, exp.model, mine):
         if other.stem == exp.name:
             continue
-        if ctx.config_hash_of(other) == mine and not _reproduction(ctx, other):
+        if not _reproduction(ctx, other):
             yield exp.finding((), f"same resolved config as {ctx.ws.rel(other)}",
                               "change a parameter or delete one of the two", "duplicates")
 
