@@ -40,7 +40,7 @@ RUN cp /opt/ftops/pyproject.toml /opt/ftops/src/ \
     && python -m pip check \
     && ftops --help > /dev/null \
     && git --version \
-    && python -c "import llamafactory, render.noderun"
+    && python -c "import llamafactory, render.launch.noderun"
 
 # Pods run as user 1000 (k8s-base/components/jobset-common); its HOME, the Hugging Face
 # cache and the other caches live in a folder it owns. Create the user unless the base

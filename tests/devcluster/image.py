@@ -236,7 +236,9 @@ def _debian(log: TextIO) -> str:
 
 def _bud(containerfile: Path, name: str, build_args: dict[str, str], log: TextIO,
          context: Path = REPO_ROOT) -> None:
-    args = ["bud", "--isolation", "chroot", "--layers", "--pull-never", "-f",
+    # --force-rm: a failed step's working container is removed too (it would stay
+    # mounted in the storage the real node hard-links from)
+    args = ["bud", "--isolation", "chroot", "--layers", "--pull-never", "--force-rm", "-f",
             str(containerfile), "-t", name]
     for k, v in build_args.items():
         args += ["--build-arg", f"{k}={v}"]
@@ -373,6 +375,26 @@ def layer_dirs() -> dict[str, Path]:
         if digest:
             out[digest] = cache_root() / "storage" / "overlay" / layer["id"] / "diff"
     return out
+
+
+@contextlib.contextmanager
+def layers_for_linking(log: TextIO | None = None) -> Iterator[dict[str, Path]]:
+    """`layer_dirs()`, held still (the build lock) and ready to hard-link from: buildah's
+    storage keeps its overlay folder as a private bind mount while in use, and a failed
+    build of an older buildah can leave a working container mounted there; link() from
+    a mount point to another fails with EXDEV ("Invalid cross-device link"). So working
+    containers are removed (builds keep none) and those mounts undone first; buildah
+    mounts them again when it next needs them."""
+    with _lock():
+        buildah("rm", "--all", check=False, log=log)
+        overlay = str(cache_root() / "storage" / "overlay")
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+        for point in sorted((p for p in points
+                             if p == overlay or p.startswith(overlay + "/")),
+                            key=lambda p: -p.count("/")):
+            subprocess.run(["umount", point], capture_output=True)
+        yield layer_dirs()
 
 
 def build_pause_image(pause_c: Path, out: Path, log: TextIO | None = None) -> Path:

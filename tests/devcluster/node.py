@@ -357,10 +357,16 @@ class RealNode:
                    [proc], 60)
 
     def _forget_old_images(self) -> None:
-        """Drop train images other than the current one (earlier builds); containerd's
-        garbage collector then frees the layers no image uses any more."""
-        listed = self.ctr("images", "ls", "-q", check=False).stdout.split()
-        old = [r for r in listed if f"/{image.IMAGE_REPOSITORY}" in r and r != self.image_ref]
+        """Drop every image but the current training image and the pause image (earlier
+        builds, under each name the CRI gave them: repository@digest and sha256:<id>);
+        containerd's garbage collector then frees the snapshots no image uses, which
+        hold the only remaining links to an old image's files."""
+        assert self.train_image is not None
+        rows = [line.split() for line in
+                self.ctr("images", "ls", check=False).stdout.splitlines()[1:]]
+        keep = {self.train_image.digest} | {r[2] for r in rows
+                                           if len(r) > 2 and r[0] == image.PAUSE_IMAGE}
+        old = [r[0] for r in rows if len(r) > 2 and r[2] not in keep]
         if old:
             self.ctr("images", "rm", *old, check=False)
 
@@ -462,8 +468,17 @@ class RealNode:
         (both use overlayfs' whiteout format). Returns the snapshots created, pinned with
         a gc.root label until an image refers to them."""
         assert self.train_image is not None
+        # a preload that failed half-way left its active snapshot (pinned): drop it
+        listed = self._snapshots("ls", check=False).stdout.splitlines()[1:]
+        stale = [line.split()[0] for line in listed if line.startswith("ftops-preload-")]
+        for key in stale:
+            self._snapshots("rm", key, check=False)
         ids = image.diff_ids(self.train_image)
-        dirs = image.layer_dirs()
+        with image.layers_for_linking(self.log) as dirs:
+            return self._link_layers(ids, dirs)
+
+    def _link_layers(self, ids: list[str], dirs: dict[str, Path]) -> list[str]:
+        assert self.train_image is not None
         created: list[str] = []
         parent = ""
         for i, diff_id in enumerate(ids):

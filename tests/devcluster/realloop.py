@@ -11,8 +11,9 @@ reach, shared by the real-node tests and scripts/bench_realnode.py.
   as the profile's `pvc_claim`, mounted at /mnt/storage in every pod. The tiny model and
   data (render.demo) are written there, so the experiment names them by their pod path.
 - The cluster profile is the shipped one with what this cluster is: the training image
-  by digest from the node's registry, the CPU flavor's size (2 pods on a 2-core node),
-  storage root = that host folder, the index remote and token Secret.
+  by digest from the node's registry (its repository allowed), the CPU flavor's size (2
+  pods on a 2-core node), storage root = that host folder, the index remote and token
+  Secret.
 """
 
 from __future__ import annotations
@@ -260,6 +261,8 @@ def profile_for(node: RealNode, storage: Path, index_remote: str) -> Callable[[s
     def edit(text: str) -> str:
         doc = yaml.safe_load(text)
         doc["default_image"] = node.image_ref
+        doc["limits"]["allowed_images"].append(node.image_ref.split("@", 1)[0]
+                                               .rsplit("/", 1)[0])
         doc["storage"]["root"] = storage.as_uri()
         doc["storage"]["default_profile"] = "pvc"
         doc["trackers"]["report_to"] = "none"
