@@ -5,17 +5,18 @@ experiment (apply -> pods Running, merge -> entry on the remote); optionally the
 time of the real-node tests themselves.
 
     sudo .venv/bin/python scripts/bench_realnode.py [--rebuild-node] [--rebuild-node-cold]
-        [--rebuild-image-layer] [--cold-containerd] [--tests]
+        [--rebuild-image-layer] [--train-uncached] [--cold-containerd] [--tests]
 
 --rebuild-node rebuilds kubelet, kube-proxy and CoreDNS with the Go build cache as it is
 (warm after the first build); --rebuild-node-cold does it with an empty Go build cache
 (the module cache stays: no downloads); --rebuild-image-layer rebuilds the training image
 after a change under render/ (a copy of the sources with one comment added): the ftops
-layer only; --cold-containerd empties the node's containerd store first, so the node
-preloads the image's layers and the kubelet pulls it again; --tests runs
-tests/devcluster/test_realnode.py and prints its wall time, and that time less the
-control plane's start (which CI pays once for every cluster test). The harness is the
-test package tests/devcluster (not part of the installed ftops).
+layer only; --train-uncached builds the Dockerfile's stage on the cached base without
+the build cache (that stage's cold build); --cold-containerd empties the node's
+containerd store first, so the node preloads the image's layers and the kubelet pulls
+it again; --tests runs tests/devcluster/test_realnode.py and prints its wall time, and
+that time less the control plane's start (which CI pays once for every cluster test).
+The harness is the test package tests/devcluster (not part of the installed ftops).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def main() -> int:
     ap.add_argument("--rebuild-node", action="store_true")
     ap.add_argument("--rebuild-node-cold", action="store_true")
     ap.add_argument("--rebuild-image-layer", action="store_true")
+    ap.add_argument("--train-uncached", action="store_true")
     ap.add_argument("--cold-containerd", action="store_true")
     ap.add_argument("--tests", action="store_true")
     args = ap.parse_args()
@@ -130,6 +132,9 @@ def main() -> int:
         t = time.monotonic()
         image.ensure_train_image()  # the repository's own image again
         fig["image: back to the repository's image (s)"] = round(time.monotonic() - t, 1)
+    if args.train_uncached:
+        fig["image: the Dockerfile's stage without build cache, base cached (s)"] = round(
+            image.time_train_build_uncached(), 1)
     if args.cold_containerd:
         shutil.rmtree(node.cache_dir() / "containerd", ignore_errors=True)
 

@@ -235,11 +235,12 @@ def _debian(log: TextIO) -> str:
 
 
 def _bud(containerfile: Path, name: str, build_args: dict[str, str], log: TextIO,
-         context: Path = REPO_ROOT) -> None:
+         context: Path = REPO_ROOT, extra: tuple[str, ...] = ()) -> None:
     # --force-rm: a failed step's working container is removed too (it would stay
     # mounted in the storage the real node hard-links from)
     args = ["bud", "--isolation", "chroot", "--layers", "--pull-never", "--force-rm", "-f",
             str(containerfile), "-t", name]
+    args += extra
     for k, v in build_args.items():
         args += ["--build-arg", f"{k}={v}"]
     if HOST_CA.is_file():
@@ -312,6 +313,24 @@ def prune_stale_layers(log: TextIO | None = None) -> list[str]:
     for image_id in stale:
         buildah("rmi", image_id, check=False, log=log)
     return stale
+
+
+def time_train_build_uncached(log: TextIO | None = None, root: Path = REPO_ROOT) -> float:
+    """Seconds to build the root Dockerfile's stage on the cached base without its build
+    cache (`--no-cache`: ftops's dependencies and ftops installed again), as a cold
+    build of that stage; the image is removed again. For scripts/bench_realnode.py."""
+    log = log or sys.stderr
+    with _lock():
+        base = _cpu_base(_debian(log), log)
+        name = f"localhost/ftops-train-bench:{os.getpid()}"
+        t = time.monotonic()
+        try:
+            _bud(root / "Dockerfile", name, {"BASE_IMAGE": base}, log, context=root,
+                 extra=("--no-cache",))
+            return time.monotonic() - t
+        finally:
+            buildah("rmi", name, check=False)
+            prune_stale_layers(log)
 
 
 def _storage_image(name: str) -> tuple[str, str]:

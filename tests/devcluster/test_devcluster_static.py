@@ -139,10 +139,10 @@ def test_image_cache_key_follows_the_dockerfile_and_the_sources(tmp_path: Path) 
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_x.py").write_text("# not in the image\n")
     assert image.train_key(tmp_path) == key
-    noderun = tmp_path / "render" / "noderun.py"
+    noderun = tmp_path / "render" / "launch" / "noderun.py"
     noderun.write_text(noderun.read_text() + "# changed\n")
     assert image.train_key(tmp_path) != key
-    noderun.write_text((image.REPO_ROOT / "render" / "noderun.py").read_text())
+    noderun.write_text((image.REPO_ROOT / "render" / "launch" / "noderun.py").read_text())
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(dockerfile.read_text().replace("USER 1000", "USER 1001"))
     assert image.train_key(tmp_path) != key
