@@ -65,12 +65,13 @@ def devcluster() -> Iterator[Any]:
         dc.down(remove=not os.environ.get("FTOPS_DEVCLUSTER_KEEP"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def realnode(devcluster: Any) -> Iterator[Any]:
     """The real CPU node ``cpu-node-0`` in the session's cluster, the training image
-    built from the root Dockerfile and pulled by digest. Not a skip when the machine
-    cannot run it: CI must, so a missing prerequisite is an error that says what to
-    install."""
+    built from the root Dockerfile and pulled by digest; for one test module (the other
+    cluster tests expect CPU pods to find no node), deleted from the cluster after it.
+    Not a skip when the machine cannot run it: CI must, so a missing prerequisite is an
+    error that says what to install."""
     from devcluster import node
 
     if not isinstance(devcluster, cluster.DevCluster):

@@ -544,9 +544,26 @@ class RealNode:
             if self.registry is not None:
                 self.registry.stop()
                 self.registry = None
+            self._delete_node()
         finally:
             self.state = None
             self._release_lock()
+
+    def _delete_node(self) -> None:
+        """The Node object, once its kubelet is stopped: the cluster outlives the node
+        (other tests of the session use it), and a stopped node would look Ready to the
+        scheduler until the node controller's grace period runs out."""
+        try:
+            from kubernetes import client
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                client.CoreV1Api(self.cluster.api_client()).delete_node(NODE_NAME)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        except Exception as exc:  # noqa: BLE001 (teardown goes on regardless)
+            _say(self.log, f"[node] could not delete the Node {NODE_NAME}: {exc}")
 
     def _delete_pods(self) -> None:
         """Let the kubelet tear its pods down properly (CNI DEL, unmounts) first."""
@@ -567,7 +584,7 @@ class RealNode:
                     break
                 time.sleep(1)
         except Exception as exc:  # noqa: BLE001 (teardown goes on regardless)
-            print(f"[node] could not delete the node's pods: {exc}", file=self.log)
+            _say(self.log, f"[node] could not delete the node's pods: {exc}")
 
 
 def acquire_lock(timeout: float, log: TextIO = sys.stderr) -> int:
@@ -671,7 +688,14 @@ def teardown(state: NodeState, log: TextIO = sys.stderr, procs: list[Proc] | Non
         (STATE_DIR / "state.json").unlink()
     with contextlib.suppress(OSError):
         STATE_DIR.rmdir()
-    print("[node] torn down", file=log, flush=True)
+    _say(log, "[node] torn down")
+
+
+def _say(log: TextIO, text: str) -> None:
+    """Print during teardown, which must go on even when `log` is gone (pytest closes
+    its captured stderr when a run is interrupted)."""
+    with contextlib.suppress(ValueError, OSError):
+        print(text, file=log, flush=True)
 
 
 def create_bridge(log: TextIO = sys.stderr) -> None:
