@@ -26,17 +26,17 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any
 
 from render.errors import Finding
 from render.fsutil import atomic_write
 from render.propose.synonyms import SYNONYMS, expected_words, value_words
 from render.propose.yamlsource import PathPart
+
+if TYPE_CHECKING:  # jsonschema loads only when a file is refused (the full pass's errors)
+    import jsonschema
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
 
 LLAMAFACTORY_VERSION = "0.9.5"
 LF_SCHEMA = f"llamafactory-{LLAMAFACTORY_VERSION}.schema.json"
@@ -110,6 +110,9 @@ def prepared(name: str) -> dict[str, Any]:
 
 @cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     return Registry().with_resources(
         [(name, Resource.from_contents(prepared(name), default_specification=DRAFT202012))
          for name in SCHEMAS])
@@ -119,15 +122,16 @@ def _strict_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-_StrictValidator = jsonschema.validators.extend(
-    Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
-)
-
-
 @cache
 def validator(name: str) -> Draft202012Validator:
-    checker: Draft202012Validator = _StrictValidator(prepared(name), registry=_registry())
+    import jsonschema
+    from jsonschema import Draft202012Validator
+
+    strict = jsonschema.validators.extend(
+        Draft202012Validator,
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+    )
+    checker: Draft202012Validator = strict(prepared(name), registry=_registry())
     return checker
 
 
@@ -212,7 +216,9 @@ def _error_to_finding(error: jsonschema.ValidationError, locate: Locate) -> list
                        desc or "must match "
                        + _ORIGINAL.get(str(error.validator_value), str(error.validator_value)))]
     if validator_name in ("anyOf", "oneOf"):
-        best = jsonschema.exceptions.best_match(error.context or [])
+        from jsonschema.exceptions import best_match
+
+        best = best_match(error.context or [])
         if best is not None:
             return _error_to_finding(best, locate)
     return [locate(path, error.message, schema.get("description", "") if schema else "")]
@@ -284,9 +290,9 @@ _FAST_CACHE_VERSION = 1  # bump when StrictIntegers or inline() change what is g
 
 
 def fastjsonschema_version() -> str:
-    from importlib.metadata import version
+    from fastjsonschema.version import VERSION
 
-    return version("fastjsonschema")
+    return str(VERSION)
 
 
 def _cache_dir() -> Path:
