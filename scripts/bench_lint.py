@@ -49,6 +49,16 @@ def main() -> int:
         n = len(result.experiments)
         print(f"lint all: {n} experiments in {full:.2f} s = {n / full:.0f} files/s "
               f"(target: 1,000 in < 2 s); schema+imports warm-up {startup:.2f} s")
+        ftops = Path(sys.executable).parent / "ftops"
+        # without the console script (a bare interpreter), the same CLI as a module
+        cmd = [str(ftops)] if ftops.exists() else [sys.executable, "-m", "render"]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        t0 = time.perf_counter()
+        proc = subprocess.run([*cmd, "--repo", str(root), "lint"], capture_output=True,
+                              text=True, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        print(f"  the same as a fresh `ftops lint` process: {time.perf_counter() - t0:.2f} s "
+              "(target: < 2 s)")
 
         big = Path(tmp) / "big"
         paths = make_tree(big, args.big)
@@ -59,19 +69,17 @@ def main() -> int:
         assert one.ok
         print(f"lint one changed file in a {args.big}-experiment tree: {single * 1000:.0f} ms "
               "in process (target: < 1 s)")
-        ftops = Path(sys.executable).parent / "ftops"
-        # without the console script (a bare interpreter), the same CLI as a module
-        cmd = [str(ftops)] if ftops.exists() else [sys.executable, "-m", "render"]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         t0 = time.perf_counter()
         proc = subprocess.run([*cmd, "--repo", str(big), "lint", str(changed)],
                               capture_output=True, text=True, env=env)
         cli = time.perf_counter() - t0
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        print(f"  the same as a fresh `ftops lint FILE` process (pre-commit): {cli:.2f} s")
+        print(f"  the same as a fresh `ftops lint FILE` process (pre-commit): {cli:.2f} s "
+              "(target: < 0.3 s)")
         t0 = time.perf_counter()
         proc = subprocess.run([*cmd, "--help"], capture_output=True, text=True, env=env)
-        print(f"  a fresh `ftops --help` process: {time.perf_counter() - t0:.2f} s")
+        print(f"  a fresh `ftops --help` process: {time.perf_counter() - t0:.2f} s "
+              "(target: < 0.3 s)")
         one_folder(Path(tmp) / "flat", (args.n, args.big))
         if not args.no_hostile:
             hostile(Path(tmp) / "hostile")

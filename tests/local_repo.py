@@ -30,10 +30,11 @@ def make_repo(root: Path, demo_assets: Path) -> tuple[Path, Path]:
     shutil.copytree(REPO / "k8s-base", repo / "k8s-base")
     shutil.copytree(REPO / "experiments", repo / "experiments")
     (repo / "outputs-index").mkdir()
-    from render.browse.readme import render_readme
+    from render.browse.readme import render_index
 
-    # an empty index, whatever the working tree's outputs-index/ holds
-    (repo / "outputs-index" / "README.md").write_text(render_readme([]))
+    # an empty index (the map and the run log), whatever the working tree's holds
+    for name, text in render_index([]).items():
+        (repo / "outputs-index" / name).write_text(text)
     (repo / ".gitignore").write_text("/outputs/\n/.demo/\n/.rendered/\n")
     (repo / ".demo").symlink_to(demo_assets, target_is_directory=True)
     git(root, "init", "-q", "-b", "main", str(repo))

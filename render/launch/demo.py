@@ -331,4 +331,4 @@ def run_demo(ws: Any, *, work: Path, nproc: int, say: Any) -> Any:
     say("4/4 training locally with llamafactory-cli, then the post-run hook "
         f"(recorded in {DEMO_INDEX_DIR}/)")
     return launch_local(ws, exp, work=work, nproc=nproc,
-                        destination=IndexDestination(root=ws.root / DEMO_INDEX_DIR))
+                        destination=IndexDestination(root=ws.root / DEMO_INDEX_DIR, repo=ws.root))

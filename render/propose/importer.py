@@ -162,6 +162,8 @@ def import_config(ws: Workspace, src: Source, opts: Options) -> ImportResult:
         rel = f"{EXPERIMENTS_DIR}/{dataset}/{model}/{name}.yaml"
         path = ws.root / rel
         doc = {"metadata": metadata, "launch": launch, "train": train}
+        if src.evaluate:  # what the run evaluated is part of what it ran
+            doc["evaluate"] = src.evaluate
         header = SCHEMA_LINE + f"# Imported by `ftops import` from {_one_line(src.label)}\n"
         writes.write(path, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True,
                                                    default_flow_style=False, width=100))

@@ -45,6 +45,7 @@ class Source:
     metadata: dict[str, Any] = field(default_factory=dict)
     launch: dict[str, Any] = field(default_factory=dict)
     deepspeed_config: dict[str, Any] | None = None  # content known from the source
+    evaluate: dict[str, Any] = field(default_factory=dict)  # a run's evaluate: block
     reproduces: str = ""  # run id
     config_hash: str = ""  # the run's, to verify a reproduction
     drop_defaults: bool = False  # the Board writes every argument; drop LF defaults
@@ -199,6 +200,8 @@ def _from_run(run_id: str, ws: Workspace) -> Source:
         src.launch = dict(launch) if isinstance(launch, dict) else src.launch
         src.metadata = dict(exp.metadata)
         src.deepspeed_config = exp.deepspeed_config
+        evaluate = exp.merged.get("evaluate")
+        src.evaluate = dict(evaluate) if isinstance(evaluate, dict) else {}
         src.notes.append(f"rebuilt from {record.experiment_path} at commit "
                          f"{record.git_sha[:12]} (config hash {record.config_hash[:12]}, "
                          "as recorded)")
@@ -222,6 +225,17 @@ def _from_run(run_id: str, ws: Workspace) -> Source:
     src.train = train
     src.notes.append(f"rebuilt from the config the run recorded (the experiment at "
                      f"{record.git_sha[:12]} is not available)")
+    now = ws.root / record.experiment_path
+    current, _ = ws.load(now) if now.is_file() else (None, [])
+    launch = current.merged.get("launch") if current is not None else None
+    if isinstance(launch, dict):
+        # the record keeps the layout, not the storage profile or the Secrets
+        src.launch = {**launch, **src.launch}
+        src.notes.append(f"launch settings other than the layout from {record.experiment_path}"
+                         " as it is now")
+    if record.evaluations:
+        src.notes.append(f"its evaluate: block ({', '.join(sorted(record.evaluations))}) is "
+                         "not in the record: add it by hand to reproduce the evaluation too")
     return src
 
 

@@ -17,21 +17,26 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import json
+import marshal
+import os
 import re
 from collections.abc import Callable, Iterable
 from functools import cache
+from importlib.util import MAGIC_NUMBER
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any
 
 from render.errors import Finding
+from render.fsutil import atomic_write
 from render.propose.synonyms import SYNONYMS, expected_words, value_words
 from render.propose.yamlsource import PathPart
+
+if TYPE_CHECKING:  # jsonschema loads only when a file is refused (the full pass's errors)
+    import jsonschema
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
 
 LLAMAFACTORY_VERSION = "0.9.5"
 LF_SCHEMA = f"llamafactory-{LLAMAFACTORY_VERSION}.schema.json"
@@ -105,6 +110,9 @@ def prepared(name: str) -> dict[str, Any]:
 
 @cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
     return Registry().with_resources(
         [(name, Resource.from_contents(prepared(name), default_specification=DRAFT202012))
          for name in SCHEMAS])
@@ -114,15 +122,16 @@ def _strict_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-_StrictValidator = jsonschema.validators.extend(
-    Draft202012Validator,
-    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
-)
-
-
 @cache
 def validator(name: str) -> Draft202012Validator:
-    checker: Draft202012Validator = _StrictValidator(prepared(name), registry=_registry())
+    import jsonschema
+    from jsonschema import Draft202012Validator
+
+    strict = jsonschema.validators.extend(
+        Draft202012Validator,
+        type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer),
+    )
+    checker: Draft202012Validator = strict(prepared(name), registry=_registry())
     return checker
 
 
@@ -207,7 +216,9 @@ def _error_to_finding(error: jsonschema.ValidationError, locate: Locate) -> list
                        desc or "must match "
                        + _ORIGINAL.get(str(error.validator_value), str(error.validator_value)))]
     if validator_name in ("anyOf", "oneOf"):
-        best = jsonschema.exceptions.best_match(error.context or [])
+        from jsonschema.exceptions import best_match
+
+        best = best_match(error.context or [])
         if best is not None:
             return _error_to_finding(best, locate)
     return [locate(path, error.message, schema.get("description", "") if schema else "")]
@@ -244,14 +255,51 @@ def fast_validator(name: str) -> Callable[[Any], Any]:
 
     schema = inline(prepared(name))
     schema["$schema"] = "http://json-schema.org/draft-07/schema#"
-    # What fastjsonschema.compile does, with our generator class.
+    # What fastjsonschema.compile does, with our generator class. Generating the code
+    # costs ~1 s for the LLaMA-Factory schema, so a fresh `ftops lint FILE` (pre-commit)
+    # reads it from the cache when the schema and fastjsonschema are the same.
     resolver = RefResolver.from_schema(schema, handlers={}, store={})
-    generator = StrictIntegers(schema, resolver=resolver,  # type: ignore[no-untyped-call]
-                               use_default=False)
-    state: dict[str, Any] = generator.global_state
-    exec(generator.func_code, state)  # noqa: S102 - code generated from our own schema
+    key = hashlib.sha256(json.dumps(
+        [_FAST_CACHE_VERSION, fastjsonschema_version(), MAGIC_NUMBER.hex(), schema],
+        sort_keys=True).encode()).hexdigest()[:32]
+    cached = _cache_dir() / f"{name.removesuffix('.json')}-{key}.marshal"
+    try:
+        # compiled code, like Python's own __pycache__: read only from a file this user
+        # owns and no one else can write (compiling the source costs as much as making it)
+        info = cached.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise PermissionError(f"{cached}: not this user's own file")
+        code = marshal.loads(cached.read_bytes())  # noqa: S302
+    except (OSError, EOFError, ValueError, TypeError):
+        generator = StrictIntegers(schema, resolver=resolver,  # type: ignore[no-untyped-call]
+                                   use_default=False)
+        code = compile(generator.global_state_code + "\n" + generator.func_code,
+                       f"<fastjsonschema {name}>", "exec")
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(cached, marshal.dumps(code))
+        except OSError:
+            pass  # a read-only home: compile every time
+    state: dict[str, Any] = {}
+    exec(code, state)  # noqa: S102 - code generated from our own schema
     compiled: Callable[[Any], Any] = state[resolver.get_scope_name()]
     return compiled
+
+
+_FAST_CACHE_VERSION = 1  # bump when StrictIntegers or inline() change what is generated
+
+
+def fastjsonschema_version() -> str:
+    from fastjsonschema.version import VERSION
+
+    return str(VERSION)
+
+
+def _cache_dir() -> Path:
+    """Where compiled schema checks are kept: $XDG_CACHE_HOME/ftops/schema-checks (by
+    default ~/.cache/ftops/schema-checks), the user's own folder like the venv."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ftops" / "schema-checks"
 
 
 def fast_error(name: str, data: Any) -> Exception | None:

@@ -41,6 +41,9 @@ class IndexDestination:
     root: Path | None = None  # a local outputs-index/ folder
     remote: str | None = None  # a git remote holding outputs-index/
     branch: str = DEFAULT_BRANCH
+    # the repository whose experiments/*/dataset.yaml and profile name the leaderboards
+    # of a local index outside it (the demo's .demo/outputs-index/); default: root's parent
+    repo: Path | None = None
 
     @classmethod
     def resolve(cls, *, remote: str | None = None, branch: str | None = None,
@@ -127,4 +130,9 @@ class IndexDestination:
         from render.browse.sync import write_readme
 
         assert self.root is not None
-        write_readme(self.root)
+        if self.repo is None:
+            write_readme(self.root)
+        else:
+            from render.browse.leaderboard import load_boards
+
+            write_readme(self.root, load_boards(self.repo))

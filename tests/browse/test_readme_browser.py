@@ -100,11 +100,14 @@ def to_html(markdown: str, folder: Path, name: str) -> Path:
 def browse(page: Path, shot: Path) -> dict[str, Any]:
     """Load the page in headless Chromium: what it measured, and a screenshot."""
     url = page.as_uri()
+    # the virtual time budget lets the load event (and the measuring script) run before
+    # Chromium dumps the DOM
     common = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+              "--virtual-time-budget=30000",
               "--allow-file-access-from-files", f"--window-size={PAGE_WIDTH},1600"]
     dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True,
                          timeout=300, check=False)
-    match = re.search(r'<pre id="ftops-result">(.*?)</pre>', dom.stdout, re.S)
+    match = re.search(r'<pre id="ftops-result"[^>]*>(.*?)</pre>', dom.stdout, re.S)
     assert match, f"the page measured nothing: {dom.stderr[-2000:]}"
     shot.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([*common, f"--screenshot={shot}", url], capture_output=True, timeout=300,

@@ -212,6 +212,8 @@ def test_the_demo_leaves_the_checkout_as_it_was(repo: tuple[Path, Path],
     demo_index = work / ".demo/outputs-index"
     (entry,) = demo_index.rglob("sft_lora_v1__*.json")
     assert RunRecord.from_json(entry.read_text()).status == "succeeded"
+    # the demo's index ranks by the leaderboard its dataset.yaml names, as the real one
+    assert "ranked by **BLEU-4 (holdout)**" in (demo_index / "demo/README.md").read_text()
     assert main(["--repo", str(work), "index", "check"]) == 0
     assert main(["--repo", str(work), "lint"]) == 0
 

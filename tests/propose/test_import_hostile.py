@@ -137,14 +137,15 @@ def test_secrets_are_not_copied(root: Path, tmp_path: Path) -> None:
     token = "hf_" + "a1B2c3D4e5" * 4
     config = {**BASE, "hf_hub_token": token, "run_name": f"run-{token}",
               "use_swanlab": True, "swanlab_api_key": "sk-live-123456"}
+    profile = root / "k8s-base/cluster-profile.yaml"
+    shipped = profile.read_text()
+    profile.write_text(shipped.replace("allowed_secrets: [hf-token, wandb-api-key, "
+                                       "swanlab-api-key]", "allowed_secrets: [hf-token]"))
     res = _import(root, tmp_path, config)
-    # the profile's limits allow hf-token, not swanlab-api-key: the import stops there
+    # a profile whose limits allow hf-token only: the import stops at the SwanLab Secret
     assert [d.text for d in res.blocking if "swanlab-api-key" in d.text and
             "is not one runs may read" in d.text] and not res.written
-    profile = root / "k8s-base/cluster-profile.yaml"
-    profile.write_text(profile.read_text().replace(
-        "allowed_secrets: [hf-token, wandb-api-key]",
-        "allowed_secrets: [hf-token, wandb-api-key, swanlab-api-key]"))
+    profile.write_text(shipped)
     res = _import(root, tmp_path, config)
     assert res.clean, [d.text for d in res.blocking]
     text = (root / res.path).read_text()
