@@ -8,13 +8,18 @@ first use. Set FTOPS_DEVCLUSTER_KUBECONFIG to reuse a cluster started with
 
 ``realnode``: a real node (containerd, runc, kubelet, kube-proxy, CoreDNS) joined to the
 session's cluster, running the training image built from the root Dockerfile
-(tests/devcluster/node.py).
+(tests/devcluster/node.py). When a session will use it, the image is built (if its
+cache lacks it) in the background from the start of the session, beside the other
+tests and the control plane's Go build, instead of after them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +29,37 @@ from typing import Any
 import pytest
 from devcluster import build, cluster
 from gcs_emulator import gcs_emulator  # noqa: F401
+
+_image_build: subprocess.Popen[bytes] | None = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start building the training image now when a selected test needs the real node
+    (a cache hit takes a second; a cold build ~15 minutes, mostly downloads, which then
+    overlap the tests that run first). A separate process (`python -m devcluster.image`)
+    that holds the image lock: the real node waits for it, and builds (or reports the
+    error) itself if it failed; a session that ends first stops it."""
+    global _image_build
+    if session.config.option.collectonly or not any(
+            "realnode" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    from devcluster import image, node
+
+    if node.missing_prerequisites():
+        return  # the realnode fixture says what is missing
+    image.cache_root().mkdir(parents=True, exist_ok=True)
+    with open(image.cache_root() / "prebuild.log", "wb") as log:
+        _image_build = subprocess.Popen(
+            [sys.executable, "-m", "devcluster.image"], stdout=log, stderr=subprocess.STDOUT,
+            cwd=Path(__file__).parent, start_new_session=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _image_build is not None and _image_build.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(_image_build.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _image_build.wait(timeout=30)
 
 
 @dataclass
@@ -81,6 +117,11 @@ def realnode(devcluster: Any) -> Iterator[Any]:
     if missing:
         pytest.fail("the real node needs " + "; ".join(missing)
                     + " (`bash scripts/setup.sh --dev` as root installs the packages)")
+    if _image_build is not None and _image_build.poll() is None:
+        from devcluster import image
+
+        print(f"\n[realnode] waiting for the training image build "
+              f"({image.cache_root() / 'prebuild.log'})", file=sys.stderr)
     rn = node.RealNode(devcluster)
     rn.up()
     try:

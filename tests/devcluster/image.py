@@ -161,11 +161,13 @@ def image_exists(name: str) -> bool:
                    check=False).returncode == 0
 
 
-def _remove_other_tags(prefix: str, keep: str) -> None:
+def _remove_other_tags(prefix: str, keep: str) -> list[str]:
+    """Remove the images tagged `prefix...` but `keep`; the names removed."""
     out = buildah("images", "--format", "{{.Name}}:{{.Tag}}", check=False).stdout
-    for name in out.split():
-        if name.startswith(prefix) and name != keep:
-            buildah("rmi", name, check=False)
+    old = [name for name in out.split() if name.startswith(prefix) and name != keep]
+    for name in old:
+        buildah("rmi", name, check=False)
+    return old
 
 
 @contextlib.contextmanager
@@ -283,8 +285,8 @@ def ensure_train_image(log: TextIO | None = None, root: Path = REPO_ROOT) -> Tra
             t = time.monotonic()
             _bud(root / "Dockerfile", name, {"BASE_IMAGE": base}, log, context=root)
             _record_timing("train (root Dockerfile)", time.monotonic() - t)
-            _remove_other_tags("localhost/ftops-train:", name)
-            prune_stale_layers(log)
+        if _remove_other_tags("localhost/ftops-train:", name):
+            prune_stale_layers(log)  # also after a build whose process was stopped
         digest, size = _manifest(name)
         return TrainImage(name, key, digest, size)
 
