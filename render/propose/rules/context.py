@@ -58,6 +58,21 @@ class Context:
             self._runs[exp.path] = runs
         return self._runs[exp.path]
 
+    def runs_of(self, dataset: str, model: str, name: str) -> list[RunRecord]:
+        """Runs recorded for the experiment <dataset>/<model>/<name> (see `past_runs`)."""
+        if self.index_at is not None:
+            return self.index_at.runs_of(dataset, model, name)
+        key = (dataset, model)
+        if key not in self._listing:
+            self._listing[key] = entries_by_experiment(self.ws.root / INDEX_DIR, *key)
+        runs = []
+        for entry in self._listing[key].get(name, []):
+            try:
+                runs.append(read_entry(entry))
+            except FatalError:
+                continue
+        return runs
+
     def run_ids(self, dataset: str, model: str) -> set[str]:
         """Run ids recorded in outputs-index/<dataset>/<model>/ (from the entry names)."""
         key = (dataset, model)
@@ -65,6 +80,16 @@ class Context:
             self._listing[key] = entries_by_experiment(self.ws.root / INDEX_DIR, *key)
         return {entry.stem.rsplit(ENTRY_SEPARATOR, 1)[1]
                 for entries in self._listing[key].values() for entry in entries}
+
+    @cached_property
+    def all_runs(self) -> list[RunRecord]:
+        """Every run recorded: in `index_at` when given, else in the checkout's
+        outputs-index/ (an unreadable entry is `ftops index check`'s to report)."""
+        from render.propose.budget import recorded_runs
+
+        if self.index_at is not None:
+            return list(self.index_at.records)
+        return recorded_runs(self.ws.root)
 
     def config_hash_of(self, path: Path) -> str | None:
         """Config hash of another experiment file, None when it cannot be loaded (both the
