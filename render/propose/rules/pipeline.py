@@ -54,7 +54,7 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
             yield exp.finding((*where, "experiment"), "a stage cannot need itself",
                               "name the earlier experiment", "pipeline")
             continue
-        other, problems = ctx.ws.load(ctx.ws.root / path)
+        other, _ = ctx.ws.load(ctx.ws.root / path)
         if other is None or not (ctx.ws.root / path).is_file():
             yield exp.finding((*where, "experiment"), f"{path} is not an experiment file",
                               "name an experiment of this repository, from its root",
@@ -87,7 +87,6 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
                               "do not set it here", f"remove train.{as_}", "pipeline")
         if as_ == "adapter_name_or_path" and train.get("stage") in PREFERENCE_STAGES:
             yield from _preference(exp)
-    del problems
 
 
 def _preference(exp: Experiment) -> Iterator[Finding]:
