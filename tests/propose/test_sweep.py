@@ -241,3 +241,11 @@ def test_require_clean_refuses_a_bad_sweep(root: Path) -> None:
     write(root, "sweep:\n  max_runs: 4\n")
     with pytest.raises(FatalError):
         require_clean(Workspace(root), [Path(SWEEP)])
+
+
+def test_a_sibling_equal_to_a_point_is_a_duplicate(root: Path) -> None:
+    write(root, GRID)
+    plain = root / "experiments/alpaca_en/llama-3.1-8b/sft_lora_r16_v1.yaml"
+    plain.write_text(BODY.replace("lora_rank: 8", "lora_rank: 16"))
+    out = [f.format() for f in lint(Workspace(root), [plain]).findings]
+    assert any(f"same resolved config as {SWEEP}" in f for f in out), out

@@ -91,8 +91,14 @@ class Context:
             return list(self.index_at.records)
         return recorded_runs(self.ws.root)
 
-    def config_hash_of(self, path: Path) -> str | None:
-        """Config hash of another experiment file, None when it cannot be loaded (both the
-        load and the hash are cached by the Workspace and the Experiment)."""
+    def config_hashes_of(self, path: Path) -> set[str]:
+        """Config hashes of another experiment file's runs: one, or each point of a sweep
+        (empty when it cannot be loaded or its sweep is malformed)."""
+        from render.propose import sweep
+
         exp, findings = self.ws.load(path)
-        return exp.config_hash if exp is not None and not findings else None
+        if exp is None or findings:
+            return set()
+        if sweep.is_sweep(exp):
+            return set() if sweep.problems(exp) else {p.config_hash for p in sweep.expand(exp)}
+        return {exp.config_hash}

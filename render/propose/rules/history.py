@@ -76,7 +76,7 @@ def check_duplicates(exp: Experiment, ctx: Context) -> Iterator[Finding]:
     for other in ctx.ws.siblings(exp.dataset, exp.model):
         if other.stem == exp.name:
             continue
-        if ctx.config_hash_of(other) == mine and not _reproduction(ctx, other):
+        if mine in ctx.config_hashes_of(other) and not _reproduction(ctx, other):
             yield exp.finding((), f"same resolved config as {ctx.ws.rel(other)}",
                               "change a parameter or delete one of the two", "duplicates")
 
