@@ -167,3 +167,14 @@ def test_a_cycle_is_refused(root: Path) -> None:
     out = messages(root)
     assert any("needs this experiment (directly or through other stages)" in f
                for f in out), out
+
+
+def test_needing_a_sweep_names_a_point(root: Path) -> None:
+    sweep = "experiments/ultrafeedback_sft/llama-3.1-8b-instruct/sft_lora_sweep_v1.yaml"
+    text = (root / SFT).read_text() + "sweep:\n  grid:\n    train.lora_rank: [8, 16]\n"
+    (root / sweep).write_text(text)
+    edit(root, DPO, f"experiment: {SFT}", f"experiment: {sweep}")
+    assert any("is a sweep: its latest succeeded run is whichever point finished last" in f
+               for f in messages(root)), messages(root)
+    edit(root, DPO, "run: latest-succeeded", "run: abcdef0123")
+    assert not any("is a sweep" in f for f in messages(root))

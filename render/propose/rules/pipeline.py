@@ -1,7 +1,8 @@
 """Pipeline stages (`needs:`): what a stage may start from, and LLaMA-Factory's
 semantics of training on an earlier adapter, said where the choice is made.
 
-- The needed experiment exists, is not the stage itself, and needs form no cycle.
+- The needed experiment exists, is not the stage itself, and needs form no cycle; a
+  sweep is needed by the run id of one point (its latest success is no choice).
 - `as: adapter_name_or_path` needs a LoRA/OFT stage over a LoRA/OFT input (LLaMA-Factory
   accepts adapters only with finetuning_type lora, hparams/parser.py); `as:
   model_name_or_path` needs an input that is a whole model (full or freeze): a LoRA
@@ -64,6 +65,12 @@ def check(exp: Experiment, ctx: Context) -> Iterator[Finding]:
             yield exp.finding((*where, "experiment"), f"{path} needs this experiment "
                               "(directly or through other stages): a cycle never starts",
                               "remove one of the needs", "pipeline")
+        if "sweep" in other.merged and need.get("run", "latest-succeeded") == \
+                "latest-succeeded":
+            yield exp.finding((*where, "run"), f"{path} is a sweep: its latest succeeded "
+                              "run is whichever point finished last, not the best one",
+                              "name the point's run id (run: <run id>; the plan and the "
+                              "index list each point's run id)", "pipeline")
         theirs = other.train.get("finetuning_type", "lora")
         if as_ == "adapter_name_or_path":
             if ftype not in ADAPTER_TYPES:
