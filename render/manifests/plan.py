@@ -66,8 +66,8 @@ def nearest(ws: Workspace, exp: Experiment) -> Experiment | None:
         if path.stem == exp.name:
             continue
         other, findings = ws.load(path)
-        if other is None or findings:
-            continue
+        if other is None or findings or "sweep" in other.merged:
+            continue  # a sweep file's base config is none of its runs
         theirs = _flatten(_diff_view(other))
         distance = sum(1 for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
         if best is None or (distance, path.stem) < (best[0], best[1]):
