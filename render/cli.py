@@ -413,7 +413,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from render.launch.cluster import format_table, status
+    from render.launch.cluster import RunStatus, format_table, status
     from render.launch.kube import Cluster, connect, reachable
     from render.record.index import INDEX_DIR, load_index
 
@@ -422,15 +422,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     api = connect(args.kubeconfig)
     with reachable(api):
         rows = status(Cluster(api, ws.profile.namespace), records)
-    waiting = _waiting_stages(ws)
+    # pipeline stages that wait for their input: no run id yet, their path as experiment
+    rows += [RunStatus(run_id="-", experiment=path, jobset="", state="waiting", reason=why)
+             for path, why in _waiting_stages(ws)]
     if args.format == "json":
-        print(json.dumps([r.as_dict() for r in rows]
-                         + [{"experiment_path": p, "status": "waiting", "message": why}
-                            for p, why in waiting], indent=2))
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
         print(format_table(rows))
-        for path, why in waiting:
-            print(f"waiting  {path}: {why}")
     return 0
 
 

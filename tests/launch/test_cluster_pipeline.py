@@ -53,8 +53,9 @@ def test_stage_b_is_created_only_after_stage_a_succeeded(
     assert not jobsets_of(devcluster, dpo)
     assert main(["--repo", str(ws), "status", "--format", "json", *kube(devcluster)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {"experiment_path": dpo, "status": "waiting",
-            "message": f"waits for {sft}: run {rid_a} is launched"} in rows
+    (row,) = [r for r in rows if r["experiment"] == dpo]
+    assert row["state"] == "waiting" and row["run_id"] == "-"
+    assert row["reason"] == f"waits for {sft}: run {rid_a} is launched"
 
     # A's JobSet completes; its record still says launched: B still waits
     wait_for("stage A to complete", lambda: state_of(devcluster, ws, rid_a).state ==
