@@ -82,6 +82,8 @@ class Profile:
                    for repo in self.allowed_images)
     # how dataset READMEs rank runs when their dataset.yaml names no leaderboard
     leaderboard: Leaderboard = DEFAULT_LEADERBOARD
+    # the most runs one sweep may expand to (limits.max_sweep_runs)
+    max_sweep_runs: int = 64
 
 
 def load_profile(repo_root: Path) -> Profile:
@@ -123,6 +125,7 @@ def load_profile(repo_root: Path) -> Profile:
             allowed_secrets=tuple(str(s) for s in limits["allowed_secrets"]),
             leaderboard=parse_leaderboard(raw["leaderboard"], PROFILE_PATH.as_posix())
             if "leaderboard" in raw else DEFAULT_LEADERBOARD,
+            max_sweep_runs=int(limits.get("max_sweep_runs", 64)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise FatalError(f"{PROFILE_PATH}: missing or malformed field {exc}") from None
