@@ -80,6 +80,18 @@ def _specs(args: argparse.Namespace, index_at: IndexAt | None = None
     return ws, [RunSpec(e, commit) for e in experiments]
 
 
+def _one(ws: Workspace, path: str) -> Any:
+    """The one experiment of `path`, lint-clean; a sweep (several runs) is refused."""
+    from render.propose.lint import require_clean
+
+    experiments = require_clean(ws, [Path(path)])
+    if len(experiments) != 1:
+        raise FatalError(f"{path} is a sweep of {len(experiments)} points; this command takes "
+                         "one experiment: copy the point you want into its own file, or let "
+                         "the merge launch every point on the cluster")
+    return experiments[0]
+
+
 # -- propose -----------------------------------------------------------------------
 
 
@@ -171,6 +183,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _github_output(line: str) -> None:
+    """Append `line` to $GITHUB_OUTPUT (a step's outputs, for a later step's `if:`)."""
+    out = os.environ.get("GITHUB_OUTPUT")
+    if not out:
+        raise FatalError("--github-output: GITHUB_OUTPUT is not set (GitHub Actions sets it)")
+    with open(out, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
 def cmd_changes(args: argparse.Namespace) -> int:
     from render.propose.changes import changed_experiments
 
@@ -183,11 +204,7 @@ def cmd_changes(args: argparse.Namespace) -> int:
         for p in paths:
             print(p)
     if args.github_output:
-        out = os.environ.get("GITHUB_OUTPUT")
-        if not out:
-            raise FatalError("--github-output: GITHUB_OUTPUT is not set (GitHub Actions sets it)")
-        with open(out, "a", encoding="utf-8") as fh:
-            fh.write(f"count={len(paths)}\n")
+        _github_output(f"count={len(paths)}")
     _say(f"ftops changes: {len(paths)} experiment(s) added or changed")
     return 0
 
@@ -195,10 +212,23 @@ def cmd_changes(args: argparse.Namespace) -> int:
 # -- manifests ---------------------------------------------------------------------
 
 
+def _ready(specs: list[RunSpec]) -> list[RunSpec]:
+    """The specs that can run now: a pipeline stage whose input has not succeeded waits
+    (said on stderr), and is neither rendered nor applied."""
+    out = []
+    for spec in specs:
+        if spec.exp.waiting:
+            _say(f"waiting  {spec.exp.path}: {spec.exp.waiting}")
+        else:
+            out.append(spec)
+    return out
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from render.manifests.overlay import check_tree, render
 
     ws, specs = _specs(args)
+    specs = _ready(specs)
     out = Path(args.out) if Path(args.out).is_absolute() else ws.root / args.out
     if args.check:
         drift = check_tree(specs, out, ws.root)
@@ -250,10 +280,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from render.manifests import export
-    from render.propose.lint import require_clean
-
     ws = _workspace(args)
-    (exp,) = require_clean(ws, [Path(args.experiment)])
+    exp = _one(ws, args.experiment)
     folder = Path(args.out) if args.out else export.default_folder(ws, exp)
     data_dir = Path(args.data_dir) if args.data_dir else None
     if args.board:
@@ -308,11 +336,12 @@ def cmd_launch(args: argparse.Namespace) -> int:
         raise FatalError("cluster launches happen on merge (the launch workflow runs "
                          "`ftops apply`); use --local to run on this machine")
     from render.launch.local import launch_local
-    from render.propose.lint import require_clean
     from render.record.destination import IndexDestination
 
     ws = _workspace(args)
-    (exp,) = require_clean(ws, [Path(args.experiment)])
+    exp = _one(ws, args.experiment)
+    if exp.waiting:
+        raise FatalError(f"{args.experiment} is a pipeline stage that {exp.waiting}")
     destination = IndexDestination.resolve(remote=args.index_remote, checkout=ws.root)
     return _print_run(launch_local(ws, exp, work=Path(args.work), storage_root=args.storage,
                                    nproc=args.nproc, progress=not args.no_progress,
@@ -344,12 +373,25 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from render.record.index import INDEX_DIR, load_index
     from render.record.runrecord import RunRecord
 
-    if not args.paths and not args.all and args.files_from is None:
+    if not args.paths and not args.all and args.files_from is None and not args.waiting:
         raise FatalError("name the experiments to apply (the launch workflow passes what "
-                         "`ftops changes` selected), or pass --all")
+                         "`ftops changes` selected), or pass --all or --waiting")
     ws, specs = _specs(args)
-    rendered = render(specs, ws.root / args.out, ws.root)
     indexed = {r.run_id: r.status for r in load_index(ws.root / INDEX_DIR)}
+    if args.waiting:
+        # pipeline stages whose inputs have succeeded and that have not run
+        specs = [s for s in specs if s.exp.inputs and s.run_id not in indexed]
+    specs = _ready(specs)
+    if args.list:
+        for spec in specs:
+            print(f"ready    {spec.exp.path} (run {spec.run_id})")
+        if args.github_output:
+            _github_output(f"count={len(specs)}")
+        return 0
+    if args.waiting and not specs:
+        _say("no waiting pipeline stage is ready")
+        return 0
+    rendered = render(specs, ws.root / args.out, ws.root)
     api = connect(args.kubeconfig)
     with reachable(api):
         cluster = Cluster(api, ws.profile.namespace)
@@ -375,7 +417,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from render.launch.cluster import format_table, status
+    from render.launch.cluster import RunStatus, format_table, status
     from render.launch.kube import Cluster, connect, reachable
     from render.record.index import INDEX_DIR, load_index
 
@@ -384,11 +426,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     api = connect(args.kubeconfig)
     with reachable(api):
         rows = status(Cluster(api, ws.profile.namespace), records)
+    # pipeline stages that wait for their input: no run id yet, their path as experiment
+    rows += [RunStatus(run_id="-", experiment=path, jobset="", state="waiting", reason=why)
+             for path, why in _waiting_stages(ws)]
     if args.format == "json":
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
         print(format_table(rows))
     return 0
+
+
+def _waiting_stages(ws: Workspace) -> list[tuple[str, str]]:
+    """(experiment path, why) of every pipeline stage that cannot launch yet."""
+    from render.propose.lint import lint
+
+    out: dict[str, str] = {}
+    for exp in lint(ws).experiments:
+        if exp.waiting:
+            out.setdefault(exp.path, exp.waiting)
+    return sorted(out.items())
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -508,6 +564,21 @@ def cmd_pin_image(args: argparse.Namespace) -> int:
 
     changed = pin_default_image(Path(args.repo), args.image)
     print(f"{PROFILE_PATH}: default_image {'set to' if changed else 'already'} {args.image}")
+    return 0
+
+
+def cmd_codeowners(args: argparse.Namespace) -> int:
+    from render.propose import codeowners
+
+    ws = _workspace(args)
+    if args.check:
+        problem = codeowners.check(ws)
+        if problem is not None:
+            raise FatalError(f"{problem}; regenerate it with `ftops codeowners` and commit it")
+        _say(f"ok: {codeowners.CODEOWNERS_PATH} matches the dataset owners")
+        return 0
+    path = codeowners.write(ws)
+    print(f"wrote {ws.rel(path)}")
     return 0
 
 
@@ -681,6 +752,14 @@ COMMANDS: tuple[Command, ...] = (
         arg("--out", default=".rendered"),
         arg("--dry-run", action="store_true", help="the API server's dry run"),
         arg("--all", action="store_true", help="apply every experiment"),
+        arg("--waiting", action="store_true",
+            help="apply the pipeline stages (experiments with needs:) whose inputs have "
+                 "succeeded and that have no run yet (the launch workflow, after index "
+                 "pushes)"),
+        arg("--list", action="store_true",
+            help="only print the runs that would be applied (no cluster call)"),
+        arg("--github-output", action="store_true",
+            help="(with --list) also append count=<N> to $GITHUB_OUTPUT"),
         arg("--record", action="store_true",
             help="record a `launched` entry per new run in outputs-index"),
         KUBECONFIG,
@@ -719,6 +798,13 @@ COMMANDS: tuple[Command, ...] = (
                            "resolved configs, their metrics (the best of each in bold) and "
                            "their loss curves in one chart. Markdown, for a terminal or a "
                            "pull request."),
+    Command("codeowners", "generate .github/CODEOWNERS from the dataset owners",
+            cmd_codeowners, (
+                arg("--check", action="store_true",
+                    help="fail when the committed file differs (CI)"),
+            ), description="Write .github/CODEOWNERS: each experiments/<dataset>/ folder "
+                           "owned by the `owners:` of its dataset.yaml, so their review is "
+                           "required. --check only compares."),
     Command("index", "outputs-index: readme | check | reconcile", cmd_index, (
         arg("action", choices=("readme", "check", "reconcile")),
         arg("--storage", help="(reconcile) storage root holding run.json files"),

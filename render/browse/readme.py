@@ -27,7 +27,7 @@ from typing import Any
 from render.browse.compare import compare, render_markdown
 from render.browse.leaderboard import Boards
 from render.browse.runlog import RUNS_CSV, RunLog
-from render.browse.svg import SVG_SUFFIX, SvgRenderer
+from render.browse.svg import SVG_SUFFIX, SvgRenderer, render_sweep_svg
 from render.markdown import Markdown, environment, esc, link, relative_link
 from render.record.index import check_keys, merge_records
 from render.record.results import (
@@ -277,12 +277,59 @@ class Renderer:
         if dbest is not None and dbest.model != m.model:
             where = _model_link(dataset, dbest.model, prefix="../../")
         dvalue = board.value(dbest) if dbest is not None else None
+        sweeps = self._sweeps(m, board, folder, files)
         files[folder + README_NAME] = str(self.model_page.render(
             dataset=dataset, m=m, dbest=dbest, dvalue=dvalue, where=where, board=board,
+            sweeps=sweeps,
             header_row=Markdown(_header_row(columns, board)),
             align_row=Markdown("|---|---|---|---:|" + "---:|" * len(columns) + "---|"),
             rows=rows, charts=charts, curves=len(curves),
             same=Markdown(_hparams_cell(same)) if same else None))
+
+    def _sweeps(self, m: ModelSummary, board: Leaderboard, folder: str,
+                files: dict[str, str]) -> list[dict[str, Any]]:
+        """One section per sweep (an experiment whose runs carry a `sweep` point): a row
+        per point (its label, run, status and the leaderboard metric), the best point
+        marked, and a chart of the metric against each numeric swept value
+        (`<experiment>__sweep-<n>.svg`, numbers only)."""
+        groups: dict[str, list[RunRecord]] = {}
+        for r in m.runs:
+            if isinstance(r.sweep, dict) and r.sweep:
+                groups.setdefault(r.experiment, []).append(r)
+        out = []
+        for experiment, runs in sorted(groups.items()):
+            runs.sort(key=lambda r: (_point_index(r), r.run_id))
+            ranked = board.rank(runs)
+            best = ranked[0][1] if ranked else None
+            rows = []
+            for r in runs:
+                value = board.value(r)
+                mark = " **best**" if r is best else ""
+                rows.append(Markdown(
+                    f"| {_point_index(r) if _point_index(r) >= 0 else ''} | "
+                    f"{esc(r.sweep.get('label', ''))} | `{esc(r.run_id)}`{mark} | "
+                    f"{esc(r.status)} | {fmt(value) if value is not None else ''} |"))
+            charts = []
+            keys = list(dict.fromkeys(k for r in runs for k in _overrides(r)))
+            for n, key in enumerate(keys):
+                pts: list[tuple[float, float]] = []
+                best_at: int | None = None
+                for r in runs:
+                    x, y = _overrides(r).get(key), board.value(r)
+                    if isinstance(x, int | float) and not isinstance(x, bool) and _finite(x) \
+                            and y is not None:
+                        if r is best:
+                            best_at = len(pts)
+                        pts.append((float(x), float(y)))
+                svg = render_sweep_svg(pts, best_at)
+                if svg is not None:
+                    name = f"{experiment}__sweep-{n}{SVG_SUFFIX}"
+                    files[folder + name] = svg
+                    alt = esc(f"{board.label} against {key}")
+                    charts.append(Markdown(f"![{alt}]({name}) {alt}"))
+            out.append({"experiment": experiment, "rows": rows, "charts": charts,
+                        "best": best})
+        return out
 
     def _leaderboard(self, s: DatasetSummary, files: dict[str, str]) -> None:
         board = s.board
@@ -453,6 +500,16 @@ class _RowRenderer:
         if label is None:
             label = self._labels[metric] = Markdown(esc(metric_label(metric)))
         return label
+
+
+def _point_index(r: RunRecord) -> int:
+    index = r.sweep.get("index") if isinstance(r.sweep, dict) else None
+    return index if isinstance(index, int) and not isinstance(index, bool) else -1
+
+
+def _overrides(r: RunRecord) -> dict[str, Any]:
+    value = r.sweep.get("overrides") if isinstance(r.sweep, dict) else None
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _plural(n: int, word: str) -> str:

@@ -56,7 +56,7 @@ class _Frame:
     PAD = 6
 
     def __init__(self, width: int, height: int, left: int, right: int, top: int,
-                 bottom: int) -> None:
+                 bottom: int, xname: str = "step", yname: str = "loss") -> None:
         pad = self.PAD
         self.w, self.h = width, height
         # the data area: the plot box less its padding
@@ -83,8 +83,8 @@ class _Frame:
             f'<text x="{self.x0}" y="{base}" text-anchor="middle">%s</text>'
             f'<text x="{self.x1}" y="{base}" text-anchor="middle">%s</text>'
             f'<text x="{(self.x0 + self.x1) / 2:g}" y="{base}" '
-            'text-anchor="middle">step</text>'
-            f'<text x="{left}" y="{top - 6}">loss</text></g>'
+            f'text-anchor="middle">{xname}</text>'
+            f'<text x="{left}" y="{top - 6}">{yname}</text></g>'
         )
 
     def transform(self, x0: float, x1: float, y0: float, y1: float) -> str:
@@ -202,6 +202,49 @@ class SvgRenderer:
         label = self._labels.__getitem__
         lo, hi = float(ylo), float(yhi)
         return (label(hi), label((lo + hi) / 2), label(lo), label(float(x0)), label(float(x1)))
+
+
+SWEEP = _Frame(360, 180, left=56, right=14, top=22, bottom=24, xname="value",
+               yname="metric")
+
+
+def render_sweep_svg(points: Sequence[tuple[float, float]], best: int | None = None
+                     ) -> str | None:
+    """A sweep's metric against one swept value: a dot per point (the best one, at index
+    `best`, filled red), joined in value order; the x axis is logarithmic when every
+    value is positive and they span 20x or more (learning rates). None with fewer than
+    two distinct finite values. Numbers only reach the file (axis labels: 4 significant
+    digits)."""
+    try:
+        pts = [(float(x), float(y)) for x, y in points]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not all(math.isfinite(v) for p in pts for v in p) or len({x for x, _ in pts}) < 2:
+        return None
+    xs = [x for x, _ in pts]
+    log = min(xs) > 0 and max(xs) / min(xs) >= 20
+    pos = [math.log10(x) if log else x for x in xs]
+    ys = [y for _, y in pts]
+    f = SWEEP
+    x0, x1, ylo, yhi = min(pos), max(pos), min(ys), max(ys)
+
+    def px(v: float) -> float:
+        return f.x0 + (v - x0) / (x1 - x0) * (f.x1 - f.x0)
+
+    def py(v: float) -> float:
+        return (f.y0 + f.y1) / 2 if yhi == ylo else f.y1 - (v - ylo) / (yhi - ylo) * (f.y1 - f.y0)
+
+    order = sorted(range(len(pts)), key=lambda i: (pos[i], ys[i]))
+    line = " ".join(f"{px(pos[i]):.1f},{py(ys[i]):.1f}" for i in order)
+    dots = "".join(
+        f'<circle cx="{px(pos[i]):.1f}" cy="{py(ys[i]):.1f}" r="4" '
+        f'fill="{SERIES_COLORS[1] if i == best else SERIES_COLORS[0]}"/>'
+        for i in range(len(pts)))
+    label = format
+    labels = (label(yhi, ".4g"), label((ylo + yhi) / 2, ".4g"), label(ylo, ".4g"),
+              label(min(xs), ".4g"), label(max(xs), ".4g"))
+    return (f.head + f'<polyline fill="none" stroke="#8c959f" stroke-width="1" '
+            f'points="{line}"/>' + dots + f.labels % labels + "</svg>\n")
 
 
 def render_loss_svg(points: object) -> str | None:

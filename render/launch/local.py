@@ -58,7 +58,8 @@ def prepare(ws: Workspace, spec: RunSpec, output_dir: Path, report_to: str
     ds = spec.exp.train.get("deepspeed")
     cfg = spec.train_config(output_dir=str(output_dir), dataset_dir=str(cfg_dir),
                             deepspeed=str(ws.root / ds) if isinstance(ds, str) else None,
-                            tracker={"report_to": report_to})
+                            tracker={"report_to": report_to},
+                            inputs=spec.input_paths("local"))
     cfg["model_name_or_path"] = _local_path(ws, str(cfg.get("model_name_or_path", "")))
     path = cfg_dir / "train.yaml"
     header = f"# Written by `ftops launch --local` for run {spec.run_id}.\n"

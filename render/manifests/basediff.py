@@ -56,9 +56,16 @@ def _clean(ws: Workspace) -> list[Experiment]:
 
 
 def _built(ws: Workspace, out: Path, commit: str) -> dict[str, list[str]]:
-    specs = [RunSpec(e, commit) for e in _clean(ws)]
-    return {r.spec.exp.path: (r.folder / "manifests.yaml").read_text("utf-8").splitlines()
+    """Built manifests by run: an experiment's path, a sweep point's path and label;
+    pipeline stages that wait for their input are not rendered."""
+    specs = [RunSpec(e, commit) for e in _clean(ws) if not e.waiting]
+    return {_key(r.spec): (r.folder / "manifests.yaml").read_text("utf-8").splitlines()
             for r in render(specs, out, ws.root)}
+
+
+def _key(spec: RunSpec) -> str:
+    point = spec.exp.point
+    return spec.exp.path if point is None else f"{spec.exp.path} ({point.label})"
 
 
 def manifest_diffs(repo: Path, base: str, commit: str) -> list[tuple[str, list[str]]]:

@@ -75,6 +75,18 @@ def _local(ws: Workspace, value: str) -> str:
         candidate.exists() else value
 
 
+def _say_inputs(exp: Experiment, res: ExportResult) -> None:
+    """A pipeline stage's inputs (`needs:`): what the export cannot fill in by itself."""
+    for need in exp.inputs:
+        if need.waiting:
+            res.warnings.append(f"{need.as_} is left out: this stage {need.waiting}; set it "
+                                "to that stage's output folder yourself")
+        else:
+            res.warnings.append(f"{need.as_} is run {need.run_id} of {need.experiment} "
+                                f"({need.artifacts_uri}): copy that folder here if it is in "
+                                "central storage")
+
+
 def export_cli(ws: Workspace, exp: Experiment, folder: Path, *,
                data_dir: Path | None = None) -> ExportResult:
     res = ExportResult()
@@ -84,8 +96,9 @@ def export_cli(ws: Workspace, exp: Experiment, folder: Path, *,
     output_dir = (ws.root / "outputs" / spec.run_path).resolve()
     cfg = spec.train_config(output_dir=str(output_dir), dataset_dir=str(folder.resolve()),
                             deepspeed=str((ws.root / ds).resolve()) if isinstance(ds, str)
-                            else None, tracker={})
+                            else None, tracker={}, inputs=spec.input_paths("local"))
     cfg["model_name_or_path"] = _local(ws, str(cfg.get("model_name_or_path", "")))
+    _say_inputs(exp, res)
     _write(folder / "dataset_info.json", json.dumps(info, indent=2, sort_keys=True) + "\n")
     train_yaml = folder / "train.yaml"
     _write(train_yaml, f"# Written by `ftops export --cli` from {exp.path}.\n"
@@ -109,6 +122,7 @@ def export_board(ws: Workspace, exp: Experiment, folder: Path, *,
     path = folder / f"{exp.name}.yaml"
     _write(path, yaml.safe_dump(out.state, allow_unicode=True))
     res.files = [path, folder / "dataset_info.json"]
+    _say_inputs(exp, res)
     res.warnings.extend(f"the Board cannot represent {line}" for line in out.unrepresentable)
     res.warnings.extend(out.notes)
     res.warnings.append(

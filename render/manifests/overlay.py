@@ -40,7 +40,8 @@ def report_to(spec: RunSpec) -> str:
 def cluster_train_config(spec: RunSpec) -> dict[str, Any]:
     ds = f"{CONFIG_MOUNT}/deepspeed.json" if spec.exp.deepspeed_config is not None else None
     return spec.train_config(output_dir=spec.pod_output_dir, dataset_dir=CONFIG_MOUNT,
-                             deepspeed=ds, tracker={"report_to": report_to(spec)})
+                             deepspeed=ds, tracker={"report_to": report_to(spec)},
+                             inputs=spec.input_paths("cluster"))
 
 
 RUN_DIR = "run"
@@ -101,7 +102,7 @@ def make_overlay(spec: RunSpec, folder: Path, repo_root: Path) -> Overlay:
     }
     files = {f"{RUN_DIR}/{name}": text for name, text in run_files.items()}
     files["kustomization.yaml"] = header + dump_yaml(kustomization)
-    return Overlay(f"{e.dataset}/{e.model}/{e.name}", files)
+    return Overlay(overlay_key(spec), files)
 
 
 @dataclass
@@ -121,12 +122,19 @@ _RUN_LABEL = re.compile(
     rf"^    {re.escape(RUN_ID_LABEL)}: ['\"]?([a-z0-9]+)['\"]?$", re.M)
 
 
+def overlay_key(spec: RunSpec) -> str:
+    """Where a run's overlay goes under the render output: <dataset>/<model>/<name>/,
+    and a sweep point under it, in a folder named by its run id."""
+    e = spec.exp
+    key = f"{e.dataset}/{e.model}/{e.name}"
+    return f"{key}/{spec.run_id}" if e.point is not None else key
+
+
 def render(specs: Sequence[RunSpec], out: Path, repo_root: Path) -> list[Rendered]:
     """Write overlays and `manifests.yaml` (the built objects) for every spec."""
     _check_out(out, repo_root)
     out.mkdir(parents=True, exist_ok=True)
-    overlays = [make_overlay(s, out / f"{s.exp.dataset}/{s.exp.model}/{s.exp.name}", repo_root)
-                for s in specs]
+    overlays = [make_overlay(s, out / overlay_key(s), repo_root) for s in specs]
     dirs = write_overlays(out, overlays)
     grouped: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
     for spec, folder in zip(specs, dirs, strict=True):

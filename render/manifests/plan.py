@@ -13,7 +13,6 @@ k8s-base/ change is shown for every experiment."""
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from typing import Any
 
 from render.manifests.runspec import RunSpec
 from render.markdown import Markdown, code, environment, esc
-from render.propose.experiment import Experiment, Workspace, dataset_names
+from render.propose.estimate import Estimate, estimate, measured_throughput
+from render.propose.experiment import Experiment, Workspace
 from render.record.index import INDEX_DIR, model_runs
 from render.record.indexref import IndexAt
 from render.record.results import (
@@ -36,10 +36,8 @@ from render.record.runrecord import RunRecord
 from render.yamldump import dump_yaml
 
 MARKER = "<!-- ftops-plan -->"  # the sticky PR comment is found by this line
-# The utilisation we assume of a GPU type's peak (the profile's peak_tflops) when no run
-# measured a throughput.
-ASSUMED_MFU = 0.35
-CPU_SAMPLES_PER_S = 20.0
+
+__all__ = ["MARKER", "BaseView", "Estimate", "estimate", "measured_throughput", "plan"]
 
 
 @dataclass(frozen=True)
@@ -51,85 +49,6 @@ class BaseView:
     edits: list[tuple[str, str]]  # (what, path) under outputs-index/ since it
     # (experiment, diff lines) of a k8s-base/ change; None when k8s-base/ is unchanged
     manifest_diffs: list[tuple[str, list[str]]] | None = None
-
-
-@dataclass(frozen=True)
-class Estimate:
-    gpu_hours: float | None
-    wall_hours: float | None
-    how: str
-
-
-def _samples(exp: Experiment) -> int | None:
-    t = exp.train
-    if isinstance(t.get("max_samples"), int):
-        return int(t["max_samples"])
-    info = exp.registration.get("dataset_info") or {}
-    total = 0
-    for name in dataset_names(t.get("dataset")):
-        entry = info.get(name) if isinstance(info, dict) else None
-        if not isinstance(entry, dict) or not isinstance(entry.get("num_samples"), int):
-            return None
-        total += entry["num_samples"]
-    return total or None
-
-
-def _params_billion(model: str) -> float | None:
-    m = re.search(r"(\d+(?:\.\d+)?)\s*[bB](?![a-zA-Z])", model.rsplit("/", 1)[-1])
-    return float(m.group(1)) if m else None
-
-
-def measured_throughput(root: Path, exp: Experiment) -> tuple[float, str] | None:
-    """Samples per second per GPU of the latest succeeded run on the same dataset,
-    model and GPU type in outputs-index/ (`root` is the repository root), and which run
-    measured it (escaped Markdown)."""
-    best: tuple[str, float, str] | None = None
-    for rec in model_runs(root / INDEX_DIR, exp.dataset, exp.model):
-        sps = rec.metrics.train_samples_per_second
-        if rec.status != "succeeded" or rec.gpu_type != exp.launch.gpu_type:
-            continue
-        if not isinstance(sps, int | float) or not 0 < sps < float("inf"):
-            continue
-        try:
-            gpus = max(int(rec.nodes) * int(rec.gpus_per_node), 1)
-        except (TypeError, ValueError):
-            continue
-        stamp = str(rec.finished_at or "")
-        if best is None or stamp >= best[0]:
-            best = (stamp, float(sps) / gpus, f"{esc(rec.experiment)} run {esc(rec.run_id)}")
-    return (best[1], best[2]) if best else None
-
-
-def estimate(root: Path, exp: Experiment) -> Estimate:
-    launch, t = exp.launch, exp.train
-    samples = _samples(exp)
-    epochs = float(t.get("num_train_epochs", 3.0))
-    gpus = max(launch.total_gpus, 1)
-    if samples is None:
-        return Estimate(None, None, "unknown: set max_samples or num_samples in dataset.yaml")
-    work = samples * epochs
-    measured = measured_throughput(root, exp)
-    if measured is not None:
-        per_gpu, source = measured
-        wall = work / (per_gpu * gpus) / 3600
-        return Estimate(wall * launch.total_gpus, wall,
-                        f"measured: {per_gpu:.2f} samples/s per GPU in {source}")
-    if launch.gpus_per_node == 0:
-        wall = work / CPU_SAMPLES_PER_S / 3600
-        return Estimate(0.0, wall, f"formula: CPU at ~{CPU_SAMPLES_PER_S:g} samples/s")
-    params = _params_billion(str(t.get("model_name_or_path", "")))
-    gpu = exp.profile.gpu_types.get(launch.gpu_type)
-    peak = gpu.peak_tflops if gpu is not None else None
-    if params is None or peak is None:
-        return Estimate(None, None, "unknown: no earlier run and no model size in its name")
-    tokens = work * int(t.get("cutoff_len", 1024))
-    # 6·N·tokens for full training; LoRA skips most weight gradients (~4·N·tokens).
-    factor = 6.0 if t.get("finetuning_type", "lora") == "full" else 4.0
-    flops = factor * params * 1e9 * tokens
-    wall = flops / (peak * 1e12 * ASSUMED_MFU * gpus) / 3600
-    return Estimate(wall * gpus, wall,
-                    f"formula: {factor:g}·N·tokens at {ASSUMED_MFU:.0%} of {peak:g} TFLOP/s, "
-                    "tokens = samples × epochs × cutoff_len (an upper bound)")
 
 
 def _diff_view(exp: Experiment) -> dict[str, Any]:
@@ -147,8 +66,8 @@ def nearest(ws: Workspace, exp: Experiment) -> Experiment | None:
         if path.stem == exp.name:
             continue
         other, findings = ws.load(path)
-        if other is None or findings:
-            continue
+        if other is None or findings or "sweep" in other.merged:
+            continue  # a sweep file's base config is none of its runs
         theirs = _flatten(_diff_view(other))
         distance = sum(1 for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
         if best is None or (distance, path.stem) < (best[0], best[1]):
@@ -186,6 +105,12 @@ def plan_one(ws: Workspace, spec: RunSpec, base: BaseView | None = None) -> dict
     earlier experiment with the diff against it; or, when its launch identity has run,
     why nothing launches."""
     exp, launch = spec.exp, spec.exp.launch
+    if exp.waiting:
+        return {"path": exp.path, "rows": [], "nearest": None, "diff": [], "skip": None,
+                "waiting": Markdown(
+                    f"**This stage {esc(exp.waiting)}.** Merging creates nothing yet; the launch "
+                    "workflow creates this stage when its input's record says succeeded "
+                    "(`ftops apply --waiting`), and `ftops status` lists it meanwhile.")}
     ran = existing_run(ws, spec, base)
     if ran is not None:
         return {"path": exp.path, "rows": [], "nearest": None, "diff": [], "skip": Markdown(
@@ -210,6 +135,11 @@ def plan_one(ws: Workspace, spec: RunSpec, base: BaseView | None = None) -> dict
         ("storage", Markdown(f"{code(launch.storage)} → {code(spec.artifacts_uri + '/')}")),
         ("config hash", code(exp.config_hash[:16])),
     ]
+    paths = spec.input_paths("cluster")
+    for need in exp.inputs:
+        rows.append(("starts from", Markdown(
+            f"run {code(need.run_id)} of {code(need.experiment)} ({esc(need.run)}): "
+            f"{code(need.as_)} = {code(paths.get(need.as_, need.artifacts_uri))}")))
     other = nearest(ws, exp)
     diff: list[Markdown] = []
     if other is not None:
@@ -254,14 +184,116 @@ def results(r: RunRecord) -> list[tuple[str, Markdown]]:
     return rows
 
 
+def plan_sweep(ws: Workspace, specs: Sequence[RunSpec], base: BaseView | None = None
+               ) -> dict[str, Any]:
+    """What the template shows for the points of one sweep: one row per point (label,
+    run id, GPU-hours, whether it has run), the total GPU-hours of the points that
+    launch, what all points share, and a note for each recorded run whose point is no
+    longer in the sweep."""
+    exp = specs[0].exp
+    rows: list[tuple[Markdown, ...]] = []
+    total, unknown, launching = 0.0, 0, []
+    for s in specs:
+        assert s.exp.point is not None
+        ran = existing_run(ws, s, base)
+        est = estimate(ws.root, s.exp)
+        hours = "unknown" if est.gpu_hours is None else f"{est.gpu_hours:.1f}"
+        if ran is None:
+            launching.append(s)
+            if est.gpu_hours is None:
+                unknown += 1
+            else:
+                total += est.gpu_hours
+            state = Markdown("launches")
+        else:
+            state = Markdown(f"ran: {esc(ran.status)}, no new run")
+            hours = "–"
+        rows.append((Markdown(str(s.exp.point.index)), Markdown(esc(s.exp.point.label)),
+                     code(s.run_id), Markdown(hours), state))
+    launch = exp.launch
+    common = [
+        ("layout", Markdown(f"{launch.nodes} node(s) × {launch.gpus_per_node} GPU(s) = "
+                            f"{launch.total_gpus} GPU(s) per point")),
+        ("flavor", code(launch.gpu_type)),
+        ("queue / priority", Markdown(f"{code(launch.queue)} / {code(launch.priority)}")),
+        ("time limit", Markdown(f"{esc(launch.time_limit)} per attempt, "
+                                f"{launch.max_restarts} restart(s)")),
+        ("estimate", Markdown(esc(estimate(ws.root, exp).how))),
+    ]
+    hashes = {s.exp.config_hash for s in specs}
+    recorded = (base.index.runs_of(exp.dataset, exp.model, exp.name) if base is not None
+                else [r for r in model_runs(ws.root / INDEX_DIR, exp.dataset, exp.model)
+                      if r.experiment == exp.name])
+    removed = [Markdown(f"run {code(r.run_id)} ({esc(r.status)}"
+                        + (f", {esc(r.sweep.get('label'))}" if isinstance(r.sweep, dict)
+                           and r.sweep.get("label") else "")
+                        + ") is no longer in the sweep: it stays recorded, nothing is "
+                          "cancelled or launched for it")
+               for r in sorted(recorded, key=lambda r: r.run_id)
+               if r.config_hash not in hashes]
+    return {"path": exp.path, "sweep": True, "rows": rows, "common": common,
+            "launching": len(launching), "total": Markdown(
+                f"{total:.1f}" + (f" (+ {unknown} point(s) unknown)" if unknown else "")),
+            "removed": removed, "skip": None, "points": len(specs)}
+
+
+def budget_rows(ws: Workspace, launching: Sequence[RunSpec], base: BaseView | None
+                ) -> tuple[list[tuple[Markdown, ...]], list[Markdown], str]:
+    """The budgets (k8s-base/budgets.yaml) the launching runs spend: per budget, GPU-hours
+    used this month by recorded runs, this change's estimate, the total against the
+    limit; and every `metadata.budget_override` reason, to be seen by reviewers."""
+    from render.propose import budget
+
+    budgets = budget.load_budgets(ws.root)
+    month = budget.this_month()
+    if not budgets.datasets and not budgets.teams:
+        return [], [], month
+    records = base.index.records if base is not None else budget.recorded_runs(ws.root)
+    exps = [s.exp for s in launching]
+    rows: list[tuple[Markdown, ...]] = []
+    for u in budget.usage(ws.root, budgets, exps, records, lambda e: False, month):
+        state = "**over budget**" if u.over else "within budget"
+        rows.append((Markdown(f"{esc(u.kind)} {code(u.name)}"), Markdown(f"{u.used:.1f}"),
+                     Markdown(f"{u.estimate:.1f}" + (f" (+ {u.unknown} unknown)"
+                                                     if u.unknown else "")),
+                     Markdown(f"{u.total:.1f} / {u.limit:g}"), Markdown(state)))
+    overrides = []
+    seen: set[str] = set()
+    for e in exps:
+        reason = budget.override(e)
+        if reason is not None and e.path not in seen:
+            seen.add(e.path)
+            overrides.append(Markdown(f"{code(e.path)}: {esc(' '.join(reason.split()))}"))
+    return rows, overrides, month
+
+
 def plan(ws: Workspace, specs: Sequence[RunSpec], base: BaseView | None = None) -> str:
     template = environment("render.manifests").get_template("plan.md.j2")
-    runs = [plan_one(ws, s, base) for s in specs]
-    launching = [s for s, r in zip(specs, runs, strict=True) if r["skip"] is None]
+    runs: list[dict[str, Any]] = []
+    launching: list[RunSpec] = []
+    groups: dict[str, list[RunSpec]] = {}
+    for s in specs:
+        groups.setdefault(s.exp.path if s.exp.point is not None else f"\0{id(s)}", []).append(s)
+    for group in groups.values():
+        if group[0].exp.point is not None:
+            entry = plan_sweep(ws, group, base)
+            launching += [s for s in group if existing_run(ws, s, base) is None]
+        else:
+            entry = plan_one(ws, group[0], base)
+            if entry["skip"] is None and not entry.get("waiting"):
+                launching.append(group[0])
+        runs.append(entry)
+    hours = [estimate(ws.root, s.exp).gpu_hours for s in launching]
+    budgets = budget_rows(ws, launching, base)
     diffs = base.manifest_diffs if base is not None else None
     return str(template.render(
         marker=Markdown(MARKER), runs=runs, launching=len(launching),
+        changed=sum(1 for r in runs if r["skip"] is not None),
+        waiting=sum(1 for r in runs if r.get("waiting")),
+        gpu_hours=Markdown(f"{sum(h for h in hours if h is not None):.1f}"
+                           + (" + unknown" if None in hours else "")),
         total_gpus=sum(s.exp.launch.total_gpus for s in launching),
+        budgets=budgets[0], overrides=budgets[1], month=budgets[2],
         base=code(base.ref[:12]) if base is not None else None,
         edits=[Markdown(f"{esc(what)} {code(path)}") for what, path in base.edits]
         if base is not None else [],

@@ -118,10 +118,31 @@ class RunSpec:
             out[name] = entry
         return out
 
+    def input_paths(self, mode: str) -> dict[str, str]:
+        """A pipeline stage's inputs (`needs:`), as the trainer reads them: the train
+        argument -> the input run's output folder, under the pod's storage mount for
+        `mode` "cluster" (central storage is mounted there), a local path for "local"."""
+        out: dict[str, str] = {}
+        root = self.exp.profile.storage_root.rstrip("/") + "/"
+        for need in self.exp.inputs:
+            uri = need.artifacts_uri
+            if need.waiting or not uri:
+                continue
+            if mode == "cluster" and uri.startswith(root):
+                out[need.as_] = f"{STORAGE_MOUNT}/{uri[len(root):]}"
+            elif uri.startswith("file://"):
+                out[need.as_] = uri[len("file://"):]
+            else:
+                out[need.as_] = uri
+        return out
+
     def train_config(self, *, output_dir: str, dataset_dir: str, deepspeed: str | None,
-                     tracker: dict[str, Any]) -> dict[str, Any]:
-        """The flat LLaMA-Factory config this run trains with."""
+                     tracker: dict[str, Any], inputs: dict[str, str] | None = None
+                     ) -> dict[str, Any]:
+        """The flat LLaMA-Factory config this run trains with (`inputs`: a pipeline
+        stage's resolved inputs, `input_paths`)."""
         cfg = dict(self.exp.train)
+        cfg.update(inputs or {})
         cfg["output_dir"] = output_dir
         cfg["dataset_dir"] = dataset_dir
         cfg["overwrite_output_dir"] = False  # resume from the last checkpoint instead
@@ -183,6 +204,8 @@ class RunSpec:
             storage=launch.storage,
             hyperparameters=self.hyperparameters,
             rerun=launch.rerun,
+            sweep=e.point.as_dict() if e.point is not None else {},
+            needs=[i.record() for i in e.inputs],
         )
 
     def mlflow_tags(self) -> dict[str, str]:

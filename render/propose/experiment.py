@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from render.errors import Finding
 from render.fsutil import symlink_under
@@ -39,6 +39,10 @@ EXPERIMENTS_DIR = "experiments"
 DEFAULTS_NAME = "_defaults.yaml"
 DATASET_NAME = "dataset.yaml"
 DEEPSPEED_DIR = "_deepspeed"
+
+if TYPE_CHECKING:
+    from render.propose.needs import Input
+    from render.propose.sweep import SweepPoint
 
 Origins = dict[tuple[PathPart, ...], YamlDoc]
 
@@ -189,6 +193,15 @@ class Experiment:
     dataset_doc: YamlDoc | None
     profile: Profile
     deepspeed_config: dict[str, Any] | None = None
+    # the sweep point this is (`render.propose.sweep.expand`), None for a plain experiment
+    point: SweepPoint | None = None
+    # its `needs:` resolved against the index (`render.propose.needs.resolve`)
+    inputs: tuple[Input, ...] = ()
+
+    @property
+    def waiting(self) -> str | None:
+        """Why this pipeline stage cannot launch yet (its first unresolved need)."""
+        return next((i.waiting for i in self.inputs if i.waiting), None)
 
     # -- views -------------------------------------------------------------------
     @property
@@ -300,6 +313,9 @@ class Experiment:
         # stay as they were)
         if "evaluate" in self.merged:
             identity["evaluate"] = self.merged["evaluate"]
+        # the earlier runs a pipeline stage starts from: a new input is a new run
+        if self.inputs:
+            identity["needs"] = [i.identity() for i in self.inputs]
         return identity
 
     @cached_property

@@ -18,7 +18,7 @@ from typing import Any
 
 from render.errors import FatalError, Finding
 from render.fsutil import symlink_under
-from render.propose import layout, schema
+from render.propose import budget, layout, needs, schema, sweep
 from render.propose.experiment import (
     EXPERIMENTS_DIR,
     Experiment,
@@ -122,7 +122,8 @@ def _inside(root: Path, path: Path) -> Path | None:
 
 
 def _relints_all(rel: str) -> bool:
-    return rel == PROFILE_PATH.as_posix() or rel.startswith(KUEUE_DIR.as_posix() + "/")
+    return (rel in (PROFILE_PATH.as_posix(), budget.BUDGETS_PATH.as_posix())
+            or rel.startswith(KUEUE_DIR.as_posix() + "/"))
 
 
 def _walk(folder: Path) -> list[Path]:
@@ -187,7 +188,7 @@ def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = Fal
         findings.update(load_findings)
         if exp is None:
             continue
-        result.experiments.append(exp)
+        exp = needs.resolve(exp, ctx.runs_of)
         for doc in {exp.doc, *exp.origins.values()}:
             scan(doc.file, doc.text)
         if exp.dataset_doc is not None:
@@ -202,15 +203,50 @@ def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = Fal
 
         schema_findings = schema.validate("experiment.schema.json", exp.merged, locate)
         findings.update(schema_findings)
+        if sweep.is_sweep(exp):
+            sweep_findings = sweep.problems(exp)
+            findings.update(sweep_findings)
+            if schema_findings or sweep_findings:
+                continue
+            points = sweep.expand(exp)
+            findings.update(_check_points(exp, points, ctx))
+            result.experiments.extend(points)
+            if deep:
+                deep_queue.extend(points)
+            continue
+        result.experiments.append(exp)
         for rule in EXPERIMENT_RULES:
             findings.update(rule(exp, ctx))
         if deep and not schema_findings:
             deep_queue.append(exp)
     if deep_queue:
         findings.update(_deep(deep_queue))
+    if result.experiments and not findings:
+        findings.update(budget.check(ws.root, result.experiments, ctx.all_runs))
     result.findings = sorted(f for f in findings if f.severity == "error")
     result.warnings = sorted(f for f in findings if f.severity != "error")
     return result
+
+
+def _check_points(base: Experiment, points: list[Experiment], ctx: Context) -> set[Finding]:
+    """Every point of a sweep checked as a full experiment: a finding every point shares
+    is said once, as of the file; one only some points have names its point."""
+    per_point: list[set[Finding]] = []
+    for point in points:
+        def locate(parts: tuple[PathPart, ...], message: str, hint: str,
+                   exp: Experiment = point) -> Finding:
+            return exp.finding(parts, message, hint, "schema")
+
+        mine = set(schema.validate("experiment.schema.json", point.merged, locate))
+        for rule in EXPERIMENT_RULES:
+            mine.update(rule(point, ctx))
+        per_point.append(mine)
+    shared = set.intersection(*per_point) if per_point else set()
+    out = set(shared)
+    for point, mine in zip(points, per_point, strict=True):
+        assert point.point is not None
+        out.update(sweep.relocate(base, point.point, f) for f in mine - shared)
+    return out
 
 
 def _json_finding(file: str, text: str, path: tuple[PathPart, ...], message: str) -> Finding:

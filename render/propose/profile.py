@@ -88,6 +88,8 @@ class Profile:
                    for repo in self.allowed_images)
     # how dataset READMEs rank runs when their dataset.yaml names no leaderboard
     leaderboard: Leaderboard = DEFAULT_LEADERBOARD
+    # the most runs one sweep may expand to (limits.max_sweep_runs)
+    max_sweep_runs: int = 64
     # The git remote holding outputs-index/ that rank 0's post-run hook publishes to, and
     # the Secret (`<name>/<key>` in the namespace) with a token that may push there.
     # Empty: pods do not publish; the hourly reconcile records their runs instead.
@@ -139,6 +141,7 @@ def load_profile(repo_root: Path) -> Profile:
             index_remote=remote,
             index_branch=branch,
             index_token_secret=token_secret,
+            max_sweep_runs=int(limits.get("max_sweep_runs", 64)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise FatalError(f"{PROFILE_PATH}: missing or malformed field {exc}") from None

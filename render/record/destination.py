@@ -133,6 +133,8 @@ class IndexDestination:
         if self.repo is None:
             write_readme(self.root)
         else:
+            # Layer exception (record -> browse): the same regeneration, with the
+            # leaderboards of the repository this index belongs to.
             from render.browse.leaderboard import load_boards
 
             write_readme(self.root, load_boards(self.repo))

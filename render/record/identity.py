@@ -33,6 +33,9 @@ GIT_SHA_ANNOTATION = f"{LABEL_PREFIX}/git-sha"
 OWNER_ANNOTATION = f"{LABEL_PREFIX}/owner"
 ARTIFACTS_ANNOTATION = f"{LABEL_PREFIX}/artifacts"
 RERUN_ANNOTATION = f"{LABEL_PREFIX}/rerun"
+# A sweep point's label (`learning_rate=0.0001,lora_rank=8`): never in a name or label
+# value (it does not fit their limits), only here and in the run record.
+SWEEP_POINT_ANNOTATION = f"{LABEL_PREFIX}/sweep-point"
 # Kueue's: which LocalQueue and priority class a JobSet asks for.
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
@@ -74,9 +77,19 @@ class RunIdentity:
     storage: str = ""  # the storage profile: gcsfuse | pvc | ephemeral | local
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     rerun: int = 0  # launch.rerun: a deliberate re-run of the same config (0: the first)
+    # the sweep point this run is ({index, label, overrides}); empty for a plain experiment
+    sweep: dict[str, Any] = field(default_factory=dict)
+    # the runs this pipeline stage starts from ([{experiment, run_id, as, artifacts_uri}])
+    needs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; `sweep` and `needs` only when set (spec.json of a plain run stays
+        as it was)."""
+        data = asdict(self)
+        for key in ("sweep", "needs"):
+            if not data[key]:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "run spec") -> RunIdentity:
@@ -119,6 +132,8 @@ class RunIdentity:
             OWNER_ANNOTATION: self.owner,
             ARTIFACTS_ANNOTATION: self.artifacts_uri,
             RERUN_ANNOTATION: str(self.rerun),
+            **({SWEEP_POINT_ANNOTATION: str(self.sweep.get("label", ""))}
+               if self.sweep else {}),
         }
 
     @classmethod
@@ -145,7 +160,8 @@ class RunIdentity:
 
 _REQUIRED = ("run_id", "experiment", "experiment_path", "dataset", "model", "config_hash",
              "git_sha")
-_TYPES: dict[str, type] = {f.name: (dict if f.name == "hyperparameters" else
+_TYPES: dict[str, type] = {f.name: (dict if f.name in ("hyperparameters", "sweep") else
+                                    list if f.name == "needs" else
                                     int if f.name in ("nodes", "gpus_per_node", "rerun") else str)
                            for f in fields(RunIdentity)}
 

@@ -270,11 +270,17 @@ def _check_types(record: RunRecord) -> None:
     if record.duration_s is not None and not _number(record.duration_s):
         raise ValueError(f"'duration_s' must be a finite number or null, "
                          f"got {_short(record.duration_s)}")
-    for name in ("hyperparameters", "resolved_config"):
+    for name in ("hyperparameters", "resolved_config", "sweep"):
         value = getattr(record, name)
         if not isinstance(value, dict):
             raise ValueError(f"{name!r} must be an object")
         _check_values(name, value)
+    if "label" in record.sweep and not isinstance(record.sweep["label"], str):
+        raise ValueError("'sweep.label' must be a string")
+    if not isinstance(record.needs, list) or not all(isinstance(n, dict) for n in record.needs):
+        raise ValueError("'needs' must be a list of objects")
+    for need in record.needs:
+        _check_values("needs", need)
     _check_loss_points(record.loss_points)
     if not isinstance(record.evaluations, dict):
         raise ValueError("'evaluations' must be an object")

@@ -27,7 +27,8 @@ STATUSES = ("launched", "running", "succeeded", "failed", "cancelled")
 # The identity fields a record keeps (all of RunIdentity but the storage profile).
 IDENTITY_FIELDS = ("run_id", "experiment", "experiment_path", "dataset", "model",
                    "config_hash", "git_sha", "image", "owner", "nodes", "gpus_per_node",
-                   "gpu_type", "jobset", "artifacts_uri", "hyperparameters", "rerun")
+                   "gpu_type", "jobset", "artifacts_uri", "hyperparameters", "rerun", "sweep",
+                   "needs")
 
 
 def now() -> str:
@@ -95,6 +96,11 @@ class RunRecord:
     # launch.rerun of the run (0 for the first run of a config: omitted from the JSON,
     # so the entries of first runs stay byte-identical to those written before it)
     rerun: int = 0
+    # the sweep point this run is ({index, label, overrides}), and the runs a pipeline
+    # stage started from ([{experiment, run_id, as, artifacts_uri}]); omitted from the
+    # JSON when empty, so other entries stay byte-identical
+    sweep: dict[str, Any] = field(default_factory=dict)
+    needs: list[dict[str, Any]] = field(default_factory=list)
     # Group restarts before this record (JobSet's restart attempt of the pod that wrote
     # it). Omitted from the JSON when 0, so records without restarts keep their bytes.
     restarts: int = 0
@@ -108,10 +114,9 @@ class RunRecord:
         """Indented JSON with sorted keys; `loss_points` on one line (64 pairs would
         take 256 lines indented); `loss_points` and `evaluations` left out when empty."""
         data = asdict(self)
-        if not data["rerun"]:
-            del data["rerun"]
-        if not data["restarts"]:
-            del data["restarts"]
+        for key in ("rerun", "restarts", "sweep", "needs"):
+            if not data[key]:
+                del data[key]
         points = data.pop("loss_points")
         if not data["evaluations"]:
             del data["evaluations"]
@@ -135,6 +140,8 @@ class RunRecord:
         also override an identity field, e.g. the artifacts URI as storage spells it)."""
         ident = {name: getattr(identity, name) for name in IDENTITY_FIELDS}
         ident["hyperparameters"] = dict(identity.hyperparameters)
+        ident["sweep"] = dict(identity.sweep)
+        ident["needs"] = [dict(n) for n in identity.needs]
         return cls(**{**ident, **outcome})
 
     @classmethod

@@ -78,9 +78,12 @@ def test_every_shipped_experiment_passes_server_side_dry_run(ws: Path, devcluste
     assert main(["--repo", str(ws), "apply", "--all", "--dry-run", "--commit", "d" * 40,
                  *kube(devcluster)]) == 0
     out = capsys.readouterr().out
-    shipped = list((ws / "experiments").rglob("*_v*.yaml"))
-    assert out.count("dry-run ") == len(shipped) >= 4
-    ids = {run_id(ws, str(p.relative_to(ws)), "d" * 40) for p in shipped}
+    from render.propose.lint import require_clean
+
+    # every run: each sweep point; not a pipeline stage that waits for its input
+    runs = [RunSpec(e, "d" * 40) for e in require_clean(Workspace(ws)) if not e.waiting]
+    assert out.count("dry-run ") == len(runs) >= 10
+    ids = {r.run_id for r in runs}
     existing = {js["metadata"]["labels"][RUN_ID_LABEL] for js in cluster_of(devcluster).jobsets()}
     assert not ids & existing
 

@@ -164,10 +164,15 @@ def test_k8s_base_change_shows_the_manifest_diff_of_what_it_affects(
     plan = capsys.readouterr().out
     assert "No experiment changes: nothing will launch." in plan
     assert "### k8s-base/ changes the manifests" in plan
-    gcs = [p.relative_to(repo).as_posix() for p in (repo / "experiments").rglob("*_v*.yaml")
-           if "demo" not in p.parts]
-    assert "the rendered manifests of 3 experiment(s) differ" in plan
-    for path in gcs:
-        assert f"<summary>`{path}`</summary>" in plan
+    from render.propose.lint import require_clean
+
+    # every run on gcsfuse storage: each sweep point, not a stage that waits for its input
+    gcs = [e for e in require_clean(Workspace(repo))
+           if "demo" not in e.path and not e.waiting]
+    assert len(gcs) >= 10
+    assert f"the rendered manifests of {len(gcs)} experiment(s) differ" in plan
+    for exp in gcs:
+        shown = exp.path if exp.point is None else f"{exp.path} ({exp.point.label})"
+        assert f"<summary>`{shown}`</summary>" in plan
     assert "demo/tiny-llama" not in plan  # ephemeral storage: unaffected
-    assert plan.count("+                  mountOptions: implicit-dirs,ro,file-cache") == 3
+    assert plan.count("+                  mountOptions: implicit-dirs,ro,file-cache") == len(gcs)

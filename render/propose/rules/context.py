@@ -59,6 +59,21 @@ class Context:
             self._runs[exp.path] = runs
         return self._runs[exp.path]
 
+    def runs_of(self, dataset: str, model: str, name: str) -> list[RunRecord]:
+        """Runs recorded for the experiment <dataset>/<model>/<name> (see `past_runs`)."""
+        if self.index_at is not None:
+            return self.index_at.runs_of(dataset, model, name)
+        key = (dataset, model)
+        if key not in self._listing:
+            self._listing[key] = entries_by_experiment(self.ws.root / INDEX_DIR, *key)
+        runs = []
+        for entry in self._listing[key].get(name, []):
+            try:
+                runs.append(read_entry(entry))
+            except FatalError:
+                continue
+        return runs
+
     def run_ids(self, dataset: str, model: str) -> set[str]:
         """Run ids recorded in outputs-index/<dataset>/<model>/ (from the entry names)."""
         key = (dataset, model)
@@ -74,14 +89,29 @@ class Context:
         if key not in self._by_hash:
             groups: dict[str, list[Path]] = {}
             for path in self.ws.siblings(dataset, model):
-                found = self.config_hash_of(path)
-                if found is not None:
+                for found in self.config_hashes_of(path):  # a sweep: each point's
                     groups.setdefault(found, []).append(path)
             self._by_hash[key] = groups
         return self._by_hash[key].get(config_hash, [])
 
-    def config_hash_of(self, path: Path) -> str | None:
-        """Config hash of another experiment file, None when it cannot be loaded (both the
-        load and the hash are cached by the Workspace and the Experiment)."""
+    @cached_property
+    def all_runs(self) -> list[RunRecord]:
+        """Every run recorded: in `index_at` when given, else in the checkout's
+        outputs-index/ (an unreadable entry is `ftops index check`'s to report)."""
+        from render.propose.budget import recorded_runs
+
+        if self.index_at is not None:
+            return list(self.index_at.records)
+        return recorded_runs(self.ws.root)
+
+    def config_hashes_of(self, path: Path) -> set[str]:
+        """Config hashes of another experiment file's runs: one, or each point of a sweep
+        (empty when it cannot be loaded or its sweep is malformed)."""
+        from render.propose import sweep
+
         exp, findings = self.ws.load(path)
-        return exp.config_hash if exp is not None and not findings else None
+        if exp is None or findings:
+            return set()
+        if sweep.is_sweep(exp):
+            return set() if sweep.problems(exp) else {p.config_hash for p in sweep.expand(exp)}
+        return {exp.config_hash}

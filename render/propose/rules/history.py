@@ -27,7 +27,19 @@ def next_version(exp: Experiment, ctx: Context) -> str:
 
 
 def check_immutable(exp: Experiment, ctx: Context) -> Iterator[Finding]:
+    """An experiment that ran keeps its launch identity. A sweep point is its own launch
+    identity, so a sweep is immutable per point: a point that ran is that point, a
+    changed value is a new point (and the old one is no longer part of the sweep: a plan
+    note), and adding points launches only them."""
+    if exp.point is not None:
+        return
     runs = ctx.past_runs(exp)
+    if exp.inputs:
+        # a pipeline stage: a new input (a newer succeeded run of the stage it needs) is
+        # a new run; only runs on the same inputs must have the same identity
+        mine = [(i.experiment, i.run_id) for i in exp.inputs]
+        runs = [r for r in runs if [(n.get("experiment"), n.get("run_id"))
+                                    for n in r.needs] == mine]
     if not runs:
         return
     current = exp.config_hash
