@@ -221,7 +221,9 @@ def lint(ws: Workspace, paths: Iterable[Path] | None = None, *, deep: bool = Fal
             deep_queue.append(exp)
     if deep_queue:
         findings.update(_deep(deep_queue))
-    if result.experiments and not findings:
+    # the budget is judged once nothing else is wrong (warnings, such as a tag-only
+    # image, do not hold it back)
+    if result.experiments and not any(f.severity == "error" for f in findings):
         findings.update(budget.check(ws.root, result.experiments, ctx.all_runs))
     result.findings = sorted(f for f in findings if f.severity == "error")
     result.warnings = sorted(f for f in findings if f.severity != "error")
