@@ -102,7 +102,7 @@ def make_overlay(spec: RunSpec, folder: Path, repo_root: Path) -> Overlay:
     }
     files = {f"{RUN_DIR}/{name}": text for name, text in run_files.items()}
     files["kustomization.yaml"] = header + dump_yaml(kustomization)
-    return Overlay(overlay_key(spec), files)
+    return Overlay(overlay_key(spec), files, run_kustomization)
 
 
 @dataclass
@@ -136,12 +136,12 @@ def render(specs: Sequence[RunSpec], out: Path, repo_root: Path) -> list[Rendere
     out.mkdir(parents=True, exist_ok=True)
     overlays = [make_overlay(s, out / overlay_key(s), repo_root) for s in specs]
     dirs = write_overlays(out, overlays)
-    grouped: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
-    for spec, folder in zip(specs, dirs, strict=True):
+    grouped: dict[tuple[str, tuple[str, ...]], list[tuple[Path, dict[str, Any]]]] = {}
+    for spec, folder, overlay in zip(specs, dirs, overlays, strict=True):
         key = (spec.exp.profile.namespace, components(spec))
-        grouped.setdefault(key, []).append(folder / RUN_DIR)
-    groups = [Group(f"{ns}-{comps[-1].rsplit('/', 1)[-1]}", ns, comps, tuple(run_dirs))
-              for (ns, comps), run_dirs in sorted(grouped.items())]
+        grouped.setdefault(key, []).append((folder / RUN_DIR, overlay.run_kustomization))
+    groups = [Group(f"{ns}-{comps[-1].rsplit('/', 1)[-1]}", ns, comps, tuple(runs))
+              for (ns, comps), runs in sorted(grouped.items())]
     by_run: dict[str, list[str]] = {}
     for doc in build(out, repo_root, groups):
         match = _RUN_LABEL.search(doc)
