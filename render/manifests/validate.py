@@ -15,6 +15,7 @@ refuses is walked by jsonschema, which gives the errors (and the verdict).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -108,10 +109,17 @@ def crd_validators() -> dict[tuple[str, str], Draft202012Validator]:
 
 
 @cache
-def crd_check(api: str, kind: str) -> Callable[[Any], Any]:
-    """The compiled yes/no check of a served CRD version's schema (see the module)."""
-    return compiled_check(f"crd-{kind.lower()}-{api.replace('/', '-')}",
-                          crd_schemas()[(api, kind)])
+def crd_check(api: str, kind: str) -> Callable[[Any], Any] | None:
+    """The compiled yes/no check of a served CRD version's schema (see the module), or
+    None where fastjsonschema cannot compile it (a Kueue pattern starts with `(?i)`):
+    such objects go to jsonschema alone."""
+    from fastjsonschema import JsonSchemaDefinitionException
+
+    try:
+        return compiled_check(f"crd-{kind.lower()}-{api.replace('/', '-')}",
+                              crd_schemas()[(api, kind)])
+    except (JsonSchemaDefinitionException, re.error):
+        return None
 
 
 def configmap_bytes(doc: dict[str, Any]) -> int:
@@ -138,7 +146,8 @@ def validate_object(doc: dict[str, Any]) -> list[str]:
         validator = crd_validators().get((api, kind))
         if validator is None:
             return [f"{name}: {api} {kind} is not served by the pinned CRDs"]
-        if _passes(crd_check(api, kind), doc):
+        check = crd_check(api, kind)
+        if check is not None and _passes(check, doc):
             return []
         return [f"{name}: {'.'.join(str(p) for p in e.absolute_path) or '$'}: {e.message}"
                 for e in validator.iter_errors(doc)]
@@ -163,8 +172,6 @@ def _passes(check: Callable[[Any], Any], doc: dict[str, Any]) -> bool:
 def core_validator(api: str, kind: str) -> Draft202012Validator | None:
     """kubernetes-validate's strict schema for a core kind, built once per kind (its own
     `validate()` reloads the schema files on every call: ~10 ms an object)."""
-    import re
-
     from kubernetes_validate.utils import schema_contents
     from referencing import Registry, Resource
 

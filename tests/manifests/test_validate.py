@@ -67,6 +67,8 @@ def test_compiled_check_agrees_with_jsonschema(jobset: dict[str, Any], name: str
     api, kind = doc["apiVersion"], doc["kind"]
     full = list(crd_validators()[(api, kind)].iter_errors(doc))
     assert (full == []) == (name in VALID)
-    if _passes(crd_check(api, kind), doc):
+    check = crd_check(api, kind)
+    assert check is not None
+    if _passes(check, doc):
         assert full == []
     assert len(validate_manifests([doc])) == len(full)
