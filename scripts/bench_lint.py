@@ -3,6 +3,9 @@ hostile files (YAML alias bombs, deep nesting) that must be refused fast.
 
     python scripts/bench_lint.py [--n 1000]
 
+Fresh processes are timed best of 3, with and without the parse cache (a cache folder of
+the benchmark's own; the user's ~/.cache/ftops is neither read nor written).
+
 Targets: the 1,000 files in under 2 s and one changed experiment in under 1 s however
 large the tree is (issue 2); an alias bomb refused in under 0.1 s (issue 10); 1,000 and
 5,000 experiments in ONE model folder linted in time that grows linearly (issue 15: the
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +38,11 @@ def main() -> int:
                         help="skip the hostile files (to time a version that cannot refuse them)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        # a cache folder of its own: figures that do not depend on what this user's
+        # earlier runs left in ~/.cache/ftops (compiled schema checks, parsed YAML)
+        cache = Path(tmp) / "cache"
+        os.environ["XDG_CACHE_HOME"] = str(cache)
+        parsed = cache / "ftops" / "parsed-yaml"
         root = Path(tmp) / "repo"
         make_tree(root, args.n)
         # warm imports and the schema (a CLI process pays this once: see "startup")
@@ -41,24 +50,41 @@ def main() -> int:
         Workspace(root)
         lint(Workspace(root), [root / "experiments/ds0/llama-3.1-8b/sft_lora_0_v1.yaml"])
         startup = time.perf_counter() - t0
+        shutil.rmtree(parsed, ignore_errors=True)
 
         t0 = time.perf_counter()
         result = lint(Workspace(root))
         full = time.perf_counter() - t0
         assert result.ok, result.findings[:3]
         n = len(result.experiments)
-        print(f"lint all: {n} experiments in {full:.2f} s = {n / full:.0f} files/s "
-              f"(target: 1,000 in < 2 s); schema+imports warm-up {startup:.2f} s")
+        t0 = time.perf_counter()
+        lint(Workspace(root))
+        again = time.perf_counter() - t0
+        print(f"lint all: {n} experiments in {full:.2f} s = {n / full:.0f} files/s, "
+              f"{again:.2f} s with the parse cache (target: 1,000 in < 2 s); "
+              f"schema+imports warm-up {startup:.2f} s")
         ftops = Path(sys.executable).parent / "ftops"
         # without the console script (a bare interpreter), the same CLI as a module
         cmd = [str(ftops)] if ftops.exists() else [sys.executable, "-m", "render"]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        t0 = time.perf_counter()
-        proc = subprocess.run([*cmd, "--repo", str(root), "lint"], capture_output=True,
-                              text=True, env=env)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        print(f"  the same as a fresh `ftops lint` process: {time.perf_counter() - t0:.2f} s "
-              "(target: < 2 s)")
+
+        def fresh(argv: list[str], cold: bool = False) -> float:
+            """Best of 3 fresh processes (`cold`: each with the parse cache emptied)."""
+            best = float("inf")
+            for _ in range(3):
+                if cold:
+                    shutil.rmtree(parsed, ignore_errors=True)
+                t0 = time.perf_counter()
+                proc = subprocess.run([*cmd, *argv], capture_output=True, text=True, env=env)
+                best = min(best, time.perf_counter() - t0)
+                assert proc.returncode == 0, proc.stdout + proc.stderr
+            return best
+
+        cold = fresh(["--repo", str(root), "lint"], cold=True)
+        warm = fresh(["--repo", str(root), "lint"])
+        print(f"  the same as a fresh `ftops lint` process, best of 3: {warm:.2f} s with the "
+              f"parse cache (pre-commit, CI with its cache), {cold:.2f} s without (target: "
+              f"< 2 s)")
 
         big = Path(tmp) / "big"
         paths = make_tree(big, args.big)
@@ -69,16 +95,11 @@ def main() -> int:
         assert one.ok
         print(f"lint one changed file in a {args.big}-experiment tree: {single * 1000:.0f} ms "
               "in process (target: < 1 s)")
-        t0 = time.perf_counter()
-        proc = subprocess.run([*cmd, "--repo", str(big), "lint", str(changed)],
-                              capture_output=True, text=True, env=env)
-        cli = time.perf_counter() - t0
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        print(f"  the same as a fresh `ftops lint FILE` process (pre-commit): {cli:.2f} s "
-              "(target: < 0.3 s)")
-        t0 = time.perf_counter()
-        proc = subprocess.run([*cmd, "--help"], capture_output=True, text=True, env=env)
-        print(f"  a fresh `ftops --help` process: {time.perf_counter() - t0:.2f} s "
+        cli = fresh(["--repo", str(big), "lint", str(changed)])
+        cli_cold = fresh(["--repo", str(big), "lint", str(changed)], cold=True)
+        print(f"  the same as a fresh `ftops lint FILE` process (pre-commit), best of 3: "
+              f"{cli:.2f} s; {cli_cold:.2f} s without the parse cache (target: < 0.3 s)")
+        print(f"  a fresh `ftops --help` process, best of 3: {fresh(['--help']):.2f} s "
               "(target: < 0.3 s)")
         one_folder(Path(tmp) / "flat", (args.n, args.big))
         if not args.no_hostile:

@@ -77,6 +77,17 @@ class ExistingCluster:
         return client.ApiClient(cfg)
 
 
+@pytest.fixture(scope="module")
+def demo_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's tiny model and data (`ftops demo`'s assets), made once per test module:
+    runs in one module may share it, a module's runs never see another's files."""
+    from render.launch.demo import make_demo_assets
+
+    dest = tmp_path_factory.mktemp("demo-assets")
+    make_demo_assets(dest)
+    return dest
+
+
 @pytest.fixture(scope="session")
 def devcluster() -> Iterator[Any]:
     reuse = os.environ.get("FTOPS_DEVCLUSTER_KUBECONFIG")

@@ -20,7 +20,6 @@ import difflib
 import hashlib
 import json
 import marshal
-import os
 import re
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -29,9 +28,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from render.errors import Finding
-from render.fsutil import atomic_write
 from render.propose.synonyms import SYNONYMS, expected_words, value_words
 from render.propose.yamlsource import PathPart
+from render.usercache import cache_dir, read_own, write_quietly
 
 if TYPE_CHECKING:  # jsonschema loads only when a file is refused (the full pass's errors)
     import jsonschema
@@ -274,30 +273,25 @@ def compiled_check(label: str, schema: dict[str, Any]) -> Callable[[Any], Any]:
     key = hashlib.sha256(json.dumps(
         [_FAST_CACHE_VERSION, fastjsonschema_version(), MAGIC_NUMBER.hex(), schema],
         sort_keys=True).encode()).hexdigest()[:32]
-    cached = _cache_dir() / f"{label}-{key}.marshal"
+    cached = cache_dir(_CACHE) / f"{label}-{key}.marshal"
+    data = read_own(cached)
     try:
-        # compiled code, like Python's own __pycache__: read only from a file this user
-        # owns and no one else can write (compiling the source costs as much as making it)
-        info = cached.stat()
-        if info.st_uid != os.getuid() or info.st_mode & 0o022:
-            raise PermissionError(f"{cached}: not this user's own file")
-        code = marshal.loads(cached.read_bytes())  # noqa: S302
-    except (OSError, EOFError, ValueError, TypeError):
+        code = marshal.loads(data) if data is not None else None  # noqa: S302 - see usercache
+    except (EOFError, ValueError, TypeError):
+        code = None
+    if code is None:
         generator = StrictIntegers(schema, resolver=resolver,  # type: ignore[no-untyped-call]
                                    use_default=False)
         code = compile(generator.global_state_code + "\n" + generator.func_code,
                        f"<fastjsonschema {label}>", "exec")
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(cached, marshal.dumps(code))
-        except OSError:
-            pass  # a read-only home: compile every time
+        write_quietly(cached, marshal.dumps(code))
     state: dict[str, Any] = {}
     exec(code, state)  # noqa: S102 - code generated from our own schema
     compiled: Callable[[Any], Any] = state[resolver.get_scope_name()]
     return compiled
 
 
+_CACHE = "schema-checks"  # under the user cache folder (render.usercache)
 _FAST_CACHE_VERSION = 1  # bump when StrictIntegers or inline() change what is generated
 
 
@@ -305,13 +299,6 @@ def fastjsonschema_version() -> str:
     from fastjsonschema.version import VERSION
 
     return str(VERSION)
-
-
-def _cache_dir() -> Path:
-    """Where compiled schema checks are kept: $XDG_CACHE_HOME/ftops/schema-checks (by
-    default ~/.cache/ftops/schema-checks), the user's own folder like the venv."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ftops" / "schema-checks"
 
 
 def fast_error(name: str, data: Any) -> Exception | None:

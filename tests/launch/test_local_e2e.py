@@ -30,15 +30,6 @@ DEMO = "experiments/demo/tiny-llama/sft_lora_v1.yaml"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="session")
-def demo_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from render.launch.demo import make_demo_assets
-
-    dest = tmp_path_factory.mktemp("demo-assets")
-    make_demo_assets(dest)
-    return dest
-
-
 @pytest.fixture
 def repo(tmp_path: Path, demo_assets: Path) -> tuple[Path, Path]:
     return make_repo(tmp_path, demo_assets)

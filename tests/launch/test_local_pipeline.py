@@ -24,15 +24,6 @@ B = "experiments/demo/tiny-llama/sft_on_sft_v1.yaml"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from render.launch.demo import make_demo_assets
-
-    dest = tmp_path_factory.mktemp("demo-assets")
-    make_demo_assets(dest)
-    return dest
-
-
 def stage_b(work: Path) -> None:
     data = yaml.safe_load((work / A).read_text())
     data["metadata"]["description"] = "A second SFT stage over stage A's adapter (test)."

@@ -20,15 +20,6 @@ from render.propose import board
 DEMO = "experiments/demo/tiny-llama/sft_lora_v1.yaml"
 
 
-@pytest.fixture(scope="module")
-def demo_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from render.launch.demo import make_demo_assets
-
-    dest = tmp_path_factory.mktemp("demo-assets")
-    make_demo_assets(dest)
-    return dest
-
-
 @pytest.mark.slow
 def test_cli_export_trains_with_llamafactory_cli(tmp_path: Path, demo_assets: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:

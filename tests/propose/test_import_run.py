@@ -18,15 +18,6 @@ DEMO = "experiments/demo/tiny-llama/sft_lora_v1.yaml"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def demo_assets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from render.launch.demo import make_demo_assets
-
-    dest = tmp_path_factory.mktemp("demo-assets")
-    make_demo_assets(dest)
-    return dest
-
-
 def _hash(root: Path, rel: str) -> str:
     exp, findings = Workspace(root).load(root / rel)
     assert exp is not None and not findings

@@ -53,6 +53,8 @@ Locate = Callable[[tuple[PathPart, ...], str], Finding]
 
 def scan_text(text: str, file: str) -> Iterator[Finding]:
     """Known secret shapes anywhere in the file, comments included."""
+    if not ANY_PATTERN.search(text):
+        return  # the common case: one regex pass over the whole text
     for lineno, line in enumerate(text.splitlines(), 1):
         for what, pattern in PATTERNS:
             match = pattern.search(line)
