@@ -20,9 +20,9 @@ from render.fsutil import confined
 from render.manifests import jobset
 from render.manifests.kustomize import (
     BASE,
-    Group,
+    Builds,
     Overlay,
-    build,
+    chunks,
     write_overlays,
 )
 from render.manifests.runspec import CONFIG_MOUNT, RunSpec, to_json
@@ -102,7 +102,7 @@ def make_overlay(spec: RunSpec, folder: Path, repo_root: Path) -> Overlay:
     }
     files = {f"{RUN_DIR}/{name}": text for name, text in run_files.items()}
     files["kustomization.yaml"] = header + dump_yaml(kustomization)
-    return Overlay(overlay_key(spec), files)
+    return Overlay(overlay_key(spec), files, run_kustomization)
 
 
 @dataclass
@@ -134,20 +134,29 @@ def render(specs: Sequence[RunSpec], out: Path, repo_root: Path) -> list[Rendere
     """Write overlays and `manifests.yaml` (the built objects) for every spec."""
     _check_out(out, repo_root)
     out.mkdir(parents=True, exist_ok=True)
-    overlays = [make_overlay(s, out / overlay_key(s), repo_root) for s in specs]
-    dirs = write_overlays(out, overlays)
-    grouped: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
-    for spec, folder in zip(specs, dirs, strict=True):
-        key = (spec.exp.profile.namespace, components(spec))
-        grouped.setdefault(key, []).append(folder / RUN_DIR)
-    groups = [Group(f"{ns}-{comps[-1].rsplit('/', 1)[-1]}", ns, comps, tuple(run_dirs))
-              for (ns, comps), run_dirs in sorted(grouped.items())]
+    grouped: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    for i, spec in enumerate(specs):
+        grouped.setdefault((spec.exp.profile.namespace, components(spec)), []).append(i)
+    dirs: dict[int, Path] = {}
+    with Builds(out, repo_root) as builds:
+        for (ns, comps), members in sorted(grouped.items()):
+            for n, part in enumerate(chunks(len(members))):
+                chunk = [members[i] for i in part]
+                overlays = [make_overlay(specs[i], out / overlay_key(specs[i]), repo_root)
+                            for i in chunk]
+                written = write_overlays(out, overlays)
+                dirs.update(zip(chunk, written, strict=True))
+                builds.add(f"{ns}-{comps[-1].rsplit('/', 1)[-1]}-{n}", ns, comps,
+                           [(d / RUN_DIR, o.run_kustomization)
+                            for d, o in zip(written, overlays, strict=True)])
+        documents = builds.documents()
     by_run: dict[str, list[str]] = {}
-    for doc in build(out, repo_root, groups):
+    for doc in documents:
         match = _RUN_LABEL.search(doc)
         by_run.setdefault(match.group(1) if match else "", []).append(doc)
     results = []
-    for spec, folder in zip(specs, dirs, strict=True):
+    for i, spec in enumerate(specs):
+        folder = dirs[i]
         docs = by_run.get(spec.run_id, [])
         if len(docs) != 2:  # the ConfigMap and the JobSet
             raise FatalError(f"internal error: Kustomize returned {len(docs)} object(s) for "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ class RunSpec:
     exp: Experiment
     commit: str
 
-    @property
+    @cached_property  # asked ~20 times per rendered run; the experiment is immutable
     def run_id(self) -> str:
         return naming.run_id(self.exp.path, self.exp.config_hash, self.exp.launch.rerun)
 

@@ -232,13 +232,6 @@ def fast_validator(name: str) -> Callable[[Any], Any]:
     draft-07 and 2020-12, so the `$ref`s are inlined and the dialect is restated for it.
     Its draft-07 type check takes 2.0 for an integer; draft-04's (the one we use) does not.
     """
-    from fastjsonschema.draft04 import CodeGeneratorDraft04
-    from fastjsonschema.draft07 import CodeGeneratorDraft07
-    from fastjsonschema.ref_resolver import RefResolver
-
-    class StrictIntegers(CodeGeneratorDraft07):
-        def generate_type(self) -> None:
-            CodeGeneratorDraft04.generate_type(self)  # type: ignore[no-untyped-call]
 
     def inline(node: Any) -> Any:
         if isinstance(node, dict):
@@ -252,8 +245,27 @@ def fast_validator(name: str) -> Callable[[Any], Any]:
             return [inline(v) for v in node]
         return node
 
-    schema = inline(prepared(name))
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return compiled_check(name.removesuffix(".json"), inline(prepared(name)))
+
+
+def compiled_check(label: str, schema: dict[str, Any]) -> Callable[[Any], Any]:
+    """fastjsonschema's yes/no check of `schema` (read as draft-07, integers taken
+    strictly), generated once and kept in the user's cache as `<label>-<hash>.marshal`.
+
+    The check raises fastjsonschema.JsonSchemaException for data it refuses. It is for
+    schemas whose keywords mean the same in draft-07 and 2020-12, and being strict about
+    integers it refuses no less than jsonschema does: a caller that gets a refusal asks
+    jsonschema for the errors.
+    """
+    from fastjsonschema.draft04 import CodeGeneratorDraft04
+    from fastjsonschema.draft07 import CodeGeneratorDraft07
+    from fastjsonschema.ref_resolver import RefResolver
+
+    class StrictIntegers(CodeGeneratorDraft07):
+        def generate_type(self) -> None:
+            CodeGeneratorDraft04.generate_type(self)  # type: ignore[no-untyped-call]
+
+    schema = {**schema, "$schema": "http://json-schema.org/draft-07/schema#"}
     # What fastjsonschema.compile does, with our generator class. Generating the code
     # costs ~1 s for the LLaMA-Factory schema, so a fresh `ftops lint FILE` (pre-commit)
     # reads it from the cache when the schema and fastjsonschema are the same.
@@ -261,7 +273,7 @@ def fast_validator(name: str) -> Callable[[Any], Any]:
     key = hashlib.sha256(json.dumps(
         [_FAST_CACHE_VERSION, fastjsonschema_version(), MAGIC_NUMBER.hex(), schema],
         sort_keys=True).encode()).hexdigest()[:32]
-    cached = cache_dir(_CACHE) / f"{name.removesuffix('.json')}-{key}.marshal"
+    cached = cache_dir(_CACHE) / f"{label}-{key}.marshal"
     data = read_own(cached)
     try:
         code = marshal.loads(data) if data is not None else None  # noqa: S302 - see usercache
@@ -271,7 +283,7 @@ def fast_validator(name: str) -> Callable[[Any], Any]:
         generator = StrictIntegers(schema, resolver=resolver,  # type: ignore[no-untyped-call]
                                    use_default=False)
         code = compile(generator.global_state_code + "\n" + generator.func_code,
-                       f"<fastjsonschema {name}>", "exec")
+                       f"<fastjsonschema {label}>", "exec")
         write_quietly(cached, marshal.dumps(code))
     state: dict[str, Any] = {}
     exec(code, state)  # noqa: S102 - code generated from our own schema

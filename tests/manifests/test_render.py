@@ -53,8 +53,9 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_batch_build_equals_each_overlay_built_alone(tmp_path: Path) -> None:
-    """The fast path (a few Kustomize processes over group chunks) must produce exactly
-    what `kubectl kustomize <overlay>` produces for each run's own overlay."""
+    """The fast path (a few Kustomize processes over group chunks that list the runs'
+    resources and generators) must produce exactly what `kubectl kustomize <overlay>`
+    produces for each run's own overlay, byte for byte."""
     import subprocess
 
     from render.manifests.kustomize import kubectl
@@ -64,6 +65,7 @@ def test_batch_build_equals_each_overlay_built_alone(tmp_path: Path) -> None:
         alone = subprocess.run([kubectl(), "kustomize", str(r.folder)], check=True,
                                capture_output=True, text=True).stdout
         assert [d for d in yaml.safe_load_all(alone) if d] == r.manifests
+        assert "---\n".join(r.documents) == alone
 
 
 def test_changing_k8s_base_rerenders_every_experiment(tmp_path: Path) -> None:
