@@ -220,6 +220,18 @@ def load_by_dataset(root: Path) -> Iterator[tuple[str, list[RunRecord]]]:
         yield dataset, _load_rels(root, list(group))
 
 
+def load_folder(root: Path, dataset: str, model: str) -> list[RunRecord]:
+    """The entries of one <dataset>/<model> folder (none when it is absent); FatalError
+    naming the file for a corrupt one, as `load_index`."""
+    folder = os.path.join(str(root), dataset, model)
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return _load_rels(root, sorted(f"{dataset}/{model}/{n}" for n in names
+                                   if n.endswith(ENTRY_SUFFIX)))
+
+
 _STR_FIELDS = (
     "run_id", "experiment", "experiment_path", "dataset", "model", "config_hash",
     "git_sha", "image", "owner", "mode", "gpu_type", "jobset", "status",

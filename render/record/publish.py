@@ -1,14 +1,20 @@
 """Publish run entries to the git remote that holds `outputs-index/`, safely under
 concurrency.
 
-Everything is plain git, run from a scratch shallow clone (sparse: only
-`outputs-index/` is checked out, and the leaderboard settings its READMEs read):
+Everything is plain git, run from a scratch shallow clone, partial where the server
+allows it (`--filter=blob:none`: a blob is fetched when checked out) and sparse: only
+the files at the top of `outputs-index/` (the map, runs.csv, the summary), the
+leaderboard settings and the folders the records land in are checked out, so a publish
+costs the same at 100 entries or 100,000:
 
-1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, merge into
-   the entry files this call's records and the staged records of other publishers that
-   it can verify (3.) with the lifecycle rule (`index.merge_entry`), regenerate every
-   generated file from the entry files with `render.browse.sync.write_readme` (the map
-   README, each dataset/model README, the SVG loss curves; stale ones removed; never
+1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, check out
+   the dataset/model folders of this call's records and of every staged record, merge
+   into the entry files this call's records and the staged records of other publishers
+   that it can verify (3.) with the lifecycle rule (`index.merge_entry`), regenerate
+   what the changed folders affect with `render.browse.sync.update_readme` (their
+   READMEs and SVG loss curves, their datasets' leaderboards, the map README, runs.csv
+   and the summary, each exactly what a full regeneration from every entry gives; the
+   few entries of other folders it reads are added to the checkout; never
    hand-merged), commit, and push the branch together with the deletion of the swept
    staged refs in one `git push --atomic`. A push rejected because the branch moved is retried after
    jittered exponential backoff: fetch again and replay the merge on the new tip (the
@@ -229,6 +235,7 @@ class _Session:
         self.run_ids: list[str] = []
         self.staged_ref = ""
         self.clone = Path()
+        self.sparse: tuple[str, ...] = ()  # the sparse-checkout patterns set
         self.env: dict[str, str] = {}
         self.verify = verify
         self.reconciling = reconciling
@@ -352,17 +359,47 @@ class _Session:
     def _clone(self) -> None:
         if self.clone.exists():
             shutil.rmtree(self.clone, ignore_errors=True)
+        # Partial (blobs fetched when checked out) where the server allows it; a
+        # server that ignores the filter sends every blob, which only costs time.
         # fmt: off
         self._git(["clone", "--quiet", "--depth", "1", "--branch", self.branch,
-                   "--single-branch", "--no-tags", "--sparse", "--", self.remote,
-                   str(self.clone)], cwd=self.clone.parent)
+                   "--single-branch", "--no-tags", "--sparse", "--filter=blob:none", "--",
+                   self.remote, str(self.clone)], cwd=self.clone.parent)
         # fmt: on
-        # Layer exception (record -> browse): the checkout holds the index and what
-        # browse reads to regenerate its READMEs besides the entries (the leaderboards
-        # named in the profile and in the dataset.yaml files).
-        from render.browse.leaderboard import SOURCES
+        self.sparse = ()
+        self._checkout([])
 
-        self._git(["sparse-checkout", "set", "--no-cone", f"/{INDEX_DIR}/", *SOURCES])
+    def _checkout(self, folders: list[tuple[str, str]]) -> None:
+        """Check out what regenerating the index after a change to `folders` starts
+        from: their entries and generated files, their datasets' own generated files,
+        the files at the top of outputs-index/ (the summary among them) and what the
+        leaderboards are read from. The rest stays out of the working tree (and, in a
+        partial clone, out of the clone) unless `_fetch` adds it."""
+        # Layer exception (record -> browse): browse names the generated files and what
+        # it reads besides the entries (the leaderboards named in the profile and in
+        # the dataset.yaml files).
+        from render.browse.leaderboard import SOURCES
+        from render.browse.readme import README_NAME
+        from render.browse.svg import SVG_SUFFIX
+        from render.browse.sync import TOP_FILES
+
+        # names are entry path components (index.check_key): no pattern characters
+        patterns = [*(f"/{INDEX_DIR}/{name}" for name in TOP_FILES), *SOURCES]
+        for dataset in sorted({d for d, _ in folders}):
+            patterns += [f"/{INDEX_DIR}/{dataset}/{README_NAME}",
+                         f"/{INDEX_DIR}/{dataset}/*{SVG_SUFFIX}"]
+        patterns += [f"/{INDEX_DIR}/{d}/{m}/" for d, m in sorted(set(folders))]
+        if tuple(patterns) != self.sparse:
+            self._git(["sparse-checkout", "set", "--no-cone", *patterns])
+            self.sparse = tuple(patterns)
+
+    def _fetch(self, paths: list[str]) -> None:
+        """Add paths under outputs-index/ ("" for all of it) to the working tree."""
+        patterns = [f"/{INDEX_DIR}/{p}" for p in paths
+                    if f"/{INDEX_DIR}/{p}" not in self.sparse]
+        if patterns:
+            self._git(["sparse-checkout", "add", *patterns])
+            self.sparse += tuple(patterns)
 
     def _stage(self, records: list[RunRecord], replace_equal: bool) -> str:
         payload = {
@@ -392,6 +429,10 @@ class _Session:
         self._git(["reset", "--quiet", "--hard", f"refs/remotes/origin/{self.branch}"])
         self._git(["clean", "--quiet", "-fdx", "--", INDEX_DIR])
         staged = self._read_staged()
+        # every folder an entry may be merged into is checked out first: merging into
+        # one that is not would not see the entry it holds
+        self._checkout([(r.dataset, r.model) for r in
+                        [*records, *(r for s in staged for r in s.records)]])
         ours_staged = any(s.ref == self.staged_ref for s in staged)
         root = self.clone / INDEX_DIR
         refused = list(self.refused)
@@ -441,14 +482,17 @@ class _Session:
             return PublishResult(done, rest, None, self.failures + 1, (), tuple(refused),
                                  tuple(quarantined))
 
-        # Every generated file (READMEs, SVGs) is regenerated from the merged entry
-        # files and `add --all` stages new, changed and removed ones: whatever order
-        # publishers land in, the tree ends up as write_readme of all entries.
+        # The generated files (READMEs, SVGs, runs.csv, the summary) that the changed
+        # folders affect are regenerated from their entries and the summary (all of
+        # them from every entry where the summary cannot say) and `add --all` stages
+        # new, changed and removed ones: whatever order publishers land in, the tree
+        # ends up as write_readme of all entries.
         # Layer exception (record -> browse): the READMEs that map the entries are part
         # of the same commit, and browse draws them.
-        from render.browse.sync import write_readme
+        from render.browse.sync import update_readme
 
-        write_readme(root)
+        update_readme(root, {(r.dataset, r.model) for r in changed.values()},
+                      fetch=self._fetch)
         self._git(["add", "--all", "--", INDEX_DIR])
         msg = _message(sorted(changed.values(), key=lambda r: r.index_key), subject)
         self._git(["commit", "--quiet", "--no-verify", "-m", msg])
