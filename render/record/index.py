@@ -155,6 +155,11 @@ def load_index(root: Path) -> list[RunRecord]:
     return _load_rels(root, _entry_rels(root))
 
 
+def count_entries(root: Path) -> int:
+    """How many entry files `root` holds (a listing: none is read)."""
+    return len(_entry_rels(root))
+
+
 def _entry_rels(root: Path) -> list[str]:
     """Entry paths (*.json) relative to `root`, sorted by path components."""
     if not root.is_dir():

@@ -366,8 +366,7 @@ class _Session:
                    "--single-branch", "--no-tags", "--sparse", "--filter=blob:none", "--",
                    self.remote, str(self.clone)], cwd=self.clone.parent)
         # fmt: on
-        self.sparse = ()
-        self._checkout([])
+        self.sparse = ()  # `clone --sparse`: the repository's top files; `_land` sets it
 
     def _checkout(self, folders: list[tuple[str, str]]) -> None:
         """Check out what regenerating the index after a change to `folders` starts

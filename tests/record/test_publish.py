@@ -366,3 +366,47 @@ def test_index_token_goes_in_a_header_not_the_url(monkeypatch: pytest.MonkeyPatc
     assert header.startswith("AUTHORIZATION: basic ")
     assert base64.b64decode(header.split()[-1]).decode() == "x-access-token:s3cr3t-token"
     assert not any("s3cr3t-token" in v for v in env.values())
+
+
+def _folder_run(run_id: str, dataset: str, model: str, eval_loss: float) -> RunRecord:
+    return rec(run_id, dataset=dataset, model=model,
+               experiment_path=f"experiments/{dataset}/{model}/sft.yaml",
+               metrics=Metrics(final_train_loss=1.0, eval_loss=eval_loss),
+               loss_points=[[1, 2.0], [2, eval_loss]])
+
+
+@pytest.mark.parametrize("partial", [True, False], ids=["partial-clone", "filter-ignored"])
+def test_a_publish_touches_only_what_its_folder_affects(remote: Path, tmp_path: Path,
+                                                        partial: bool) -> None:
+    # a server that allows partial clones (GitHub does) and one that ignores the filter
+    # (a local bare repository by default): the same result, only slower
+    git("--git-dir", str(remote), "config", "uploadpack.allowFilter", str(partial).lower())
+    url = remote.as_uri()
+    first = [_folder_run(f"a{i}", ds, m, 1.0 + i / 10)
+             for i, (ds, m) in enumerate([("alpaca", "llama-3.1-8b"), ("alpaca", "qwen2.5-7b"),
+                                          ("wiki", "llama-3.1-8b"), ("wiki", "qwen2.5-7b")])]
+    publish(first, remote=url, workdir=tmp_path / "work", **FAST)
+    before = generated(remote)
+    # an entry nobody can read, in a folder this publish does not touch: it is never read
+    work = tmp_path / "w"
+    git("clone", "--quiet", str(remote), str(work))
+    (work / "outputs-index/wiki/qwen2.5-7b/sft__a3.json").write_text("{not json")
+    git("commit", "--quiet", "-am", "a corrupt entry elsewhere", cwd=work)
+    git("push", "--quiet", "origin", "main", cwd=work)
+
+    new = _folder_run("b1", "alpaca", "qwen2.5-7b", 1.5)  # not the best of alpaca
+    result = publish([new], remote=url, workdir=tmp_path / "work", **FAST)
+    assert result.published == ("b1",)
+    changed = set(git("--git-dir", str(remote), "diff", "--name-only", "main~1", "main",
+                      "--", "outputs-index/").split())
+    assert changed == {f"outputs-index/{p}" for p in (
+        "README.md", "runs.csv", "summary.jsonl", "alpaca/README.md",
+        "alpaca/top-runs.svg",  # b1 is among alpaca's top 5, compared there
+        "alpaca/qwen2.5-7b/README.md", "alpaca/qwen2.5-7b/sft__b1.json",
+        "alpaca/qwen2.5-7b/sft__b1.svg")}
+    after = generated(remote)
+    assert after == render_index([*first, new])
+    assert {k: v for k, v in after.items() if not k.startswith(("alpaca/", "README", "runs",
+                                                               "summary"))} == \
+        {k: v for k, v in before.items() if not k.startswith(("alpaca/", "README", "runs",
+                                                             "summary"))}
