@@ -27,7 +27,7 @@ from render.browse.readme import README_NAME, generate
 from render.browse.runlog import RUNS_CSV
 from render.browse.summary import SUMMARY_NAME
 from render.browse.svg import SVG_SUFFIX
-from render.browse.update import Fetch, NeedsFull, present, updated_files
+from render.browse.update import NeedsFull, OnDisk, Tree, updated_files
 from render.fsutil import atomic_write, confined, create_new
 from render.record.index import load_by_dataset
 
@@ -49,18 +49,20 @@ def write_readme(root: Path, boards: Boards | None = None) -> Path:
 
 
 def update_readme(root: Path, changed: Iterable[tuple[str, str]],
-                  boards: Boards | None = None, fetch: Fetch = present) -> list[str]:
+                  boards: Boards | None = None, tree: Tree | None = None) -> list[str]:
     """After the entries of the `changed` (dataset, model) folders changed, bring the
     generated files under `root` to what `write_readme` would write, regenerating only
-    what those folders affect (`render.browse.update`); `fetch` makes the other entries
-    it reads present. Falls back to `write_readme` (after `fetch([""])`) where the
-    summary cannot say. Returns the generated paths written or removed."""
+    what those folders affect (`render.browse.update`); `tree` gives the other entries
+    it reads (default: `root` holds them all). Falls back to `write_readme` (after
+    `tree.folders([""])`) where the summary cannot say. Returns the generated paths
+    written or removed."""
     if boards is None:
         boards = load_boards(root.resolve().parent)
+    tree = tree or OnDisk(root)
     try:
-        files, scope = updated_files(root, changed, boards, fetch)
+        files, scope = updated_files(root, changed, boards, tree)
     except NeedsFull:
-        fetch([""])
+        tree.folders([""])
         return _sync_generated(root, boards, write=True)
     on_disk = _scan_scope(root, scope)
     differ = _sync_files(root, files, on_disk, write=True)

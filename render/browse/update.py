@@ -12,16 +12,18 @@ entries (`write_readme`) gives, byte for byte; where the summary cannot say, it 
 writes, a leaderboard changed since it was written, runs.csv's evaluation columns
 change, or runs.csv is not the one it describes.
 
-Entries outside the changed folders are read only where needed, after `fetch` made them
-present (the publisher's sparse checkout adds them; on a full tree it does nothing).
+Entries outside the changed folders are read only where needed, through a `Tree`: the
+publisher's adds folders to its sparse checkout and reads single entries from git
+(`render.record.publish`); `OnDisk` reads a full tree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
+from typing import Protocol
 
 from render.browse.leaderboard import Boards
 from render.browse.readme import README_NAME, Renderer, render_top, summarize
@@ -37,24 +39,48 @@ from render.browse.summary import (
     loads,
     with_csv_chars,
 )
-from render.record.index import load_folder, read_entry
+from render.errors import FatalError
+from render.record.index import load_folder, parse_entry
 from render.record.runrecord import RunRecord
 
-# Makes paths relative to outputs-index/ present on disk: "<dataset>/<model>/" folders
-# and "<dataset>/<model>/<entry>.json" files; [""] means everything.
-Fetch = Callable[[list[str]], None]
+class Tree(Protocol):
+    """Where the entries outside the changed folders come from."""
+
+    def folders(self, paths: list[str]) -> None:
+        """Make these folders ("<dataset>/<model>/"; "" for all of outputs-index/)
+        present on disk, as committed."""
+
+    def read(self, rels: list[str]) -> dict[str, str]:
+        """The committed text of these entry files ("<dataset>/<model>/<name>.json")."""
 
 
 class NeedsFull(Exception):
     """The summary cannot say what changed: regenerate everything (the reason)."""
 
 
-def present(paths: list[str]) -> None:
-    """A `Fetch` for a full tree on disk: everything is there already."""
+class OnDisk:
+    """A `Tree` that is all on disk already."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folders(self, paths: list[str]) -> None:
+        pass
+
+    def read(self, rels: list[str]) -> dict[str, str]:
+        out = {}
+        for rel in rels:
+            try:
+                with open(self.root / rel, encoding="utf-8") as fh:
+                    out[rel] = fh.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise FatalError(f"{self.root.name}/{rel}: cannot read index entry: "
+                                 f"{exc}") from exc
+        return out
 
 
 def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards,
-                  fetch: Fetch = present) -> tuple[dict[str, str], list[str]]:
+                  tree: Tree) -> tuple[dict[str, str], list[str]]:
     """(every generated file that `changed` folders' entries affect: {path: text}, the
     folders whose generated files were all rendered: "" for the top files, "<dataset>/"
     for a dataset's own, "<dataset>/<model>/"). Raises NeedsFull."""
@@ -73,7 +99,7 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
     scope = [""]
 
     def load(keys: list[tuple[str, str]]) -> None:
-        fetch([f"{d}/{m}/" for d, m in keys if (d, m) not in loaded])
+        tree.folders([f"{d}/{m}/" for d, m in keys if (d, m) not in loaded])
         for d, m in keys:
             if (d, m) not in loaded:
                 loaded[(d, m)] = load_folder(root, d, m)
@@ -96,7 +122,7 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
             models = [f.model for f in folders]
             load([(dataset, m) for m in models])
         models = [m for m in models if loaded[(dataset, m)]]
-        shown = _records(root, dataset_top(folders), loaded, fetch)
+        shown = _records(root, dataset_top(folders), loaded, tree)
         dbest = shown[0][1] if shown else None
         for m in models:
             rendered[(dataset, m)] = renderer.model(dataset, loaded[(dataset, m)], dbest,
@@ -167,14 +193,13 @@ def _blocks(text: str, header: str, folders: dict[tuple[str, str], Folder]
 
 
 def _records(root: Path, top: list[tuple[float, RunRef]],
-             loaded: dict[tuple[str, str], list[RunRecord]], fetch: Fetch
+             loaded: dict[tuple[str, str], list[RunRecord]], tree: Tree
              ) -> list[tuple[float, RunRecord]]:
-    """The records of a dataset's best runs (value, summary RunRef), read from the
-    folders loaded or else from their entry files."""
+    """The records of a dataset's best runs (value, summary RunRef), from the folders
+    loaded or else from their committed entries."""
     by_key = {r.index_key: r for runs in loaded.values() for r in runs}
     keys = [ref.index_key for _, ref in top]
-    missing = [k for k in keys if k not in by_key]
-    fetch(missing)
-    for k in missing:
-        by_key[k] = read_entry(root / k, root)
+    texts = tree.read([k for k in keys if k not in by_key])
+    for k, text in texts.items():
+        by_key[k] = parse_entry(text, f"{root.name}/{k}")
     return [(v, by_key[k]) for (v, _), k in zip(top, keys, strict=True)]

@@ -64,7 +64,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from render.errors import FatalError
 from render.record import index
@@ -72,6 +72,9 @@ from render.record.gitcmd import GitError, git_env, redact, run_git
 from render.record.index import INDEX_DIR
 from render.record.runrecord import RunRecord
 from render.record.trust import StoredRecord, Verify
+
+if TYPE_CHECKING:
+    from render.browse.leaderboard import Boards
 
 PENDING_PREFIX = "refs/ftops/pending/"
 QUARANTINE_PREFIX = "refs/ftops/quarantine/"
@@ -235,7 +238,8 @@ class _Session:
         self.run_ids: list[str] = []
         self.staged_ref = ""
         self.clone = Path()
-        self.sparse: tuple[str, ...] = ()  # the sparse-checkout patterns set
+        self.cone: tuple[str, ...] | None = None  # the folders of the sparse checkout
+        self.partial = False  # a partial clone (the server honoured the filter)
         self.env: dict[str, str] = {}
         self.verify = verify
         self.reconciling = reconciling
@@ -359,46 +363,107 @@ class _Session:
     def _clone(self) -> None:
         if self.clone.exists():
             shutil.rmtree(self.clone, ignore_errors=True)
-        # Partial (blobs fetched when checked out) where the server allows it; a
-        # server that ignores the filter sends every blob, which only costs time.
+        # Partial (a blob is fetched when checked out or read) where the server allows
+        # it; a server that ignores the filter sends every blob, which only costs time.
+        # A cone-mode sparse checkout with a sparse index: git's work then grows with
+        # the folders checked out, not with the size of the index. Nothing is checked
+        # out here: `_land` sets the cone, then checks out once.
         # fmt: off
         self._git(["clone", "--quiet", "--depth", "1", "--branch", self.branch,
-                   "--single-branch", "--no-tags", "--sparse", "--filter=blob:none", "--",
-                   self.remote, str(self.clone)], cwd=self.clone.parent)
+                   "--single-branch", "--no-tags", "--no-checkout", "--filter=blob:none",
+                   "--config", "core.sparseCheckoutCone=true", "--config", "index.sparse=true",
+                   # a scratch clone: its objects are written once and pushed, so
+                   # deflating them on `git add` (runs.csv is tens of MB) is waste
+                   "--config", "core.looseCompression=0",
+                   "--", self.remote, str(self.clone)], cwd=self.clone.parent)
         # fmt: on
-        self.sparse = ()  # `clone --sparse`: the repository's top files; `_land` sets it
+        self.cone = None
+        self.partial = self._git(["config", "--get", "--default", "false",
+                                  "remote.origin.promisor"]).strip() == "true"
 
     def _checkout(self, folders: list[tuple[str, str]]) -> None:
-        """Check out what regenerating the index after a change to `folders` starts
-        from: their entries and generated files, their datasets' own generated files,
-        the files at the top of outputs-index/ (the summary among them) and what the
-        leaderboards are read from. The rest stays out of the working tree (and, in a
-        partial clone, out of the clone) unless `_fetch` adds it."""
-        # Layer exception (record -> browse): browse names the generated files and what
-        # it reads besides the entries (the leaderboards named in the profile and in
-        # the dataset.yaml files).
-        from render.browse.leaderboard import SOURCES
-        from render.browse.readme import README_NAME
-        from render.browse.svg import SVG_SUFFIX
-        from render.browse.sync import TOP_FILES
+        """Check out the entries and generated files of these dataset/model folders,
+        and with them (cone mode) the files at the top of outputs-index/ (the map,
+        runs.csv, the summary) and of their dataset folders (the leaderboards). Other
+        folders stay out of the working tree (and, in a partial clone, out of the
+        clone) unless `folders` adds them."""
+        # names are entry path components (index.check_key): plain relative paths
+        cone = tuple(sorted({f"{INDEX_DIR}/{d}/{m}" for d, m in folders}))
+        if cone != self.cone:
+            self._git(["sparse-checkout", "set", "--cone", "--sparse-index", *cone])
+            self.cone = cone
 
-        # names are entry path components (index.check_key): no pattern characters
-        patterns = [*(f"/{INDEX_DIR}/{name}" for name in TOP_FILES), *SOURCES]
-        for dataset in sorted({d for d, _ in folders}):
-            patterns += [f"/{INDEX_DIR}/{dataset}/{README_NAME}",
-                         f"/{INDEX_DIR}/{dataset}/*{SVG_SUFFIX}"]
-        patterns += [f"/{INDEX_DIR}/{d}/{m}/" for d, m in sorted(set(folders))]
-        if tuple(patterns) != self.sparse:
-            self._git(["sparse-checkout", "set", "--no-cone", *patterns])
-            self.sparse = tuple(patterns)
+    # -- the index beyond the checkout (render.browse.update.Tree) --------------
 
-    def _fetch(self, paths: list[str]) -> None:
-        """Add paths under outputs-index/ ("" for all of it) to the working tree."""
-        patterns = [f"/{INDEX_DIR}/{p}" for p in paths
-                    if f"/{INDEX_DIR}/{p}" not in self.sparse]
-        if patterns:
-            self._git(["sparse-checkout", "add", *patterns])
-            self.sparse += tuple(patterns)
+    def folders(self, paths: list[str]) -> None:
+        """Add folders of outputs-index/ ("<dataset>/<model>/", "" for all of it)."""
+        if "" in paths:
+            cone: tuple[str, ...] = (INDEX_DIR,)
+        else:
+            cone = tuple(sorted({*(self.cone or ()),
+                                 *(f"{INDEX_DIR}/{p.rstrip('/')}" for p in paths)}))
+        if cone != self.cone and INDEX_DIR not in (self.cone or ()):
+            self._git(["sparse-checkout", "set", "--cone", "--sparse-index", *cone])
+            self.cone = cone
+
+    def read(self, rels: list[str]) -> dict[str, str]:
+        """The committed text of entry files of outputs-index/ (outside the checkout)."""
+        texts = self._committed([f"{INDEX_DIR}/{rel}" for rel in rels])
+        missing = [rel for rel in rels if texts.get(f"{INDEX_DIR}/{rel}") is None]
+        if missing:
+            raise FatalError(f"{INDEX_DIR}/{missing[0]}: listed in the summary but not "
+                             "committed; regenerate the index with `ftops index readme`")
+        return {rel: texts[f"{INDEX_DIR}/{rel}"] or "" for rel in rels}
+
+    def _committed(self, paths: list[str]) -> dict[str, str | None]:
+        """The text of these files at HEAD (None: no such file), read from git, the
+        blobs a partial clone lacks fetched in one round trip."""
+        if not paths:
+            return {}
+        listing = self._git(["--literal-pathspecs", "ls-tree", "-z", "HEAD", "--", *paths])
+        oids: dict[str, str] = {}
+        for item in listing.split("\0"):
+            meta, _, path = item.partition("\t")
+            if meta.split(" ")[1:2] == ["blob"]:
+                oids[path] = meta.split(" ")[2]
+        if oids and self.partial:
+            # what git's own lazy fetch runs, for all of them at once
+            self._git(["-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet",
+                       "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
+                       "--filter=blob:none", "--stdin", "origin"],
+                      input="".join(f"{oid}\n" for oid in oids.values()))
+        blobs = self._cat(list(oids.values()))
+        return {p: (blobs[oids[p]].decode("utf-8", "replace") if p in oids else None)
+                for p in paths}
+
+    def _cat(self, oids: list[str]) -> dict[str, bytes]:
+        raw = self._git_bytes(["cat-file", "--batch"],
+                              input="".join(f"{o}\n" for o in oids).encode())
+        out: dict[str, bytes] = {}
+        pos = 0
+        for oid in oids:
+            eol = raw.index(b"\n", pos)
+            header = raw[pos:eol].split()
+            pos = eol + 1
+            size = int(header[2])
+            out[oid] = raw[pos : pos + size]
+            pos += size + 1
+        return out
+
+    def _boards(self) -> Boards:
+        """The leaderboards at HEAD, read from git (`render.browse.leaderboard`)."""
+        from render.browse.leaderboard import (
+            DATASET_FILE,
+            EXPERIMENTS_DIR,
+            PROFILE_FILE,
+            parse_boards,
+        )
+
+        listing = self._git(["ls-tree", "-z", "--name-only", "HEAD", "--",
+                             f"{EXPERIMENTS_DIR}/"])
+        datasets = [p.split("/", 1)[1] for p in listing.split("\0") if "/" in p]
+        paths = [PROFILE_FILE, *(DATASET_FILE.format(dataset=d) for d in datasets)]
+        return parse_boards(self._committed(paths))
 
     def _stage(self, records: list[RunRecord], replace_equal: bool) -> str:
         payload = {
@@ -425,13 +490,13 @@ class _Session:
                    f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
                    f"+{PENDING_PREFIX}*:{_FETCHED_PENDING}*"])
         # fmt: on
-        self._git(["reset", "--quiet", "--hard", f"refs/remotes/origin/{self.branch}"])
-        self._git(["clean", "--quiet", "-fdx", "--", INDEX_DIR])
         staged = self._read_staged()
-        # every folder an entry may be merged into is checked out first: merging into
-        # one that is not would not see the entry it holds
+        # every folder an entry may be merged into is checked out: merging into one
+        # that is not would not see the entry it holds
         self._checkout([(r.dataset, r.model) for r in
                         [*records, *(r for s in staged for r in s.records)]])
+        self._git(["reset", "--quiet", "--hard", f"refs/remotes/origin/{self.branch}"])
+        self._git(["clean", "--quiet", "-fdx", "--", INDEX_DIR])
         ours_staged = any(s.ref == self.staged_ref for s in staged)
         root = self.clone / INDEX_DIR
         refused = list(self.refused)
@@ -491,7 +556,7 @@ class _Session:
         from render.browse.sync import update_readme
 
         update_readme(root, {(r.dataset, r.model) for r in changed.values()},
-                      fetch=self._fetch)
+                      self._boards(), self)
         self._git(["add", "--all", "--", INDEX_DIR])
         msg = _message(sorted(changed.values(), key=lambda r: r.index_key), subject)
         self._git(["commit", "--quiet", "--no-verify", "-m", msg])

@@ -16,6 +16,7 @@ from run_records import make_record
 
 from render.browse.leaderboard import Boards
 from render.browse.sync import generated_files, stale_files, update_readme, write_readme
+from render.browse.update import OnDisk
 from render.cli import main
 from render.record.evaluation import Evaluation
 from render.record.index import write_entry
@@ -68,13 +69,28 @@ def index(tmp_path: Path) -> tuple[Path, list[RunRecord]]:
     return root, runs
 
 
+class Recorded(OnDisk):
+    """A full tree on disk that says which folders and entries were asked for."""
+
+    def __init__(self, root: Path, fetched: list[str]) -> None:
+        super().__init__(root)
+        self.fetched = fetched
+
+    def folders(self, paths: list[str]) -> None:
+        self.fetched += paths
+
+    def read(self, rels: list[str]) -> dict[str, str]:
+        self.fetched += rels
+        return super().read(rels)
+
+
 def publish_locally(root: Path, records: list[RunRecord], boards: Boards | None = None,
                     fetched: list[str] | None = None) -> list[str]:
     for r in records:
         write_entry(root, r)
     changed = {(r.dataset, r.model) for r in records}
     return update_readme(root, changed, boards or Boards(),
-                         fetch=(fetched.extend if fetched is not None else lambda p: None))
+                         Recorded(root, fetched if fetched is not None else []))
 
 
 def test_a_run_that_is_not_the_best_regenerates_only_its_folder(
