@@ -11,6 +11,9 @@ gets a leading apostrophe. Numbers are written as numbers (Python's repr).
 
 Rows are written as text directly, with the fields that repeat across runs (names,
 paths, hyperparameter sets) memoised: 100k runs make a 30 MB file in about a second.
+Rows are in README order, so each dataset/model folder's rows are one block of the file;
+a publish keeps the blocks of the folders it does not touch as they are (their sizes
+are in the summary, `render.browse.summary`).
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ from render.errors import FatalError
 from render.record.index import load_folder, parse_entry
 from render.record.runrecord import RunRecord
 
+
 class Tree(Protocol):
     """Where the entries outside the changed folders come from."""
 

@@ -74,6 +74,7 @@ from render.record.runrecord import RunRecord
 from render.record.trust import StoredRecord, Verify
 
 if TYPE_CHECKING:
+    # Layer exception (record -> browse): a type only, for `_boards` (see there).
     from render.browse.leaderboard import Boards
 
 PENDING_PREFIX = "refs/ftops/pending/"
@@ -452,6 +453,8 @@ class _Session:
 
     def _boards(self) -> Boards:
         """The leaderboards at HEAD, read from git (`render.browse.leaderboard`)."""
+        # Layer exception (record -> browse): the READMEs regenerated in the same
+        # commit rank runs by these leaderboards, and browse knows where they are named.
         from render.browse.leaderboard import (
             DATASET_FILE,
             EXPERIMENTS_DIR,
