@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+from render.record.index import is_key_part
 from render.record.results import Leaderboard
 from render.record.runrecord import STATUSES, RunRecord
 
@@ -132,7 +133,7 @@ def loads(text: str) -> list[Folder]:
     for line in lines[1:-1]:
         try:
             out.append(_folder(json.loads(line)))
-        except (KeyError, TypeError, IndexError) as exc:
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise ValueError(f"bad folder line: {exc}") from exc
     if dumps(out) != text:  # anything not exactly as written (hand edits included)
         raise ValueError("not in the form `ftops index readme` writes")
@@ -140,14 +141,35 @@ def loads(text: str) -> list[Folder]:
 
 
 def _folder(d: dict[str, Any]) -> Folder:
-    ds, model = str(d["dataset"]), str(d["model"])
+    # the names become paths, links and git arguments: entry path components only
+    ds, model = _name(d["dataset"]), _name(d["model"])
     metric, direction, source = (str(x) for x in d["board"])
-    exp, run_id, status = (str(x) for x in d["latest"])
-    counts = {s: int(d["counts"][s]) for s in STATUSES}
-    top = tuple((_number(v), RunRef(ds, model, str(e), str(i))) for v, e, i in d["top"])
+    exp, run_id, status = d["latest"]
+    if status not in STATUSES:
+        raise TypeError(f"unknown status {status!r}")
+    counts = {s: _count(d["counts"][s]) for s in STATUSES}
+    top = tuple((_number(v), RunRef(ds, model, _name(e), _run_id(i))) for v, e, i in d["top"])
     return Folder(ds, model, (metric, direction, source), counts,
-                  RunRef(ds, model, exp, run_id, status), int(d["ranked"]), top,
-                  tuple(str(c) for c in d["eval_columns"]), int(d["csv_chars"]))
+                  RunRef(ds, model, _name(exp), _run_id(run_id), status), _count(d["ranked"]),
+                  top, tuple(str(c) for c in d["eval_columns"]), _count(d["csv_chars"]))
+
+
+def _name(v: Any) -> str:
+    if not is_key_part(v):
+        raise TypeError(f"not an entry name: {v!r}")
+    return str(v)
+
+
+def _run_id(v: Any) -> str:
+    if "__" in _name(v):
+        raise TypeError(f"not a run id: {v!r}")
+    return str(v)
+
+
+def _count(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise TypeError(f"not a count: {v!r}")
+    return v
 
 
 def _number(v: Any) -> float:

@@ -122,6 +122,7 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
         if dataset_top(folders, 1) != best_before:  # every model README names the best
             models = [f.model for f in folders]
             load([(dataset, m) for m in models])
+        scope += [f"{dataset}/{m}/" for m in models]  # a folder left empty included
         models = [m for m in models if loaded[(dataset, m)]]
         shown = _records(root, dataset_top(folders), loaded, tree)
         dbest = shown[0][1] if shown else None
@@ -129,7 +130,6 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
             rendered[(dataset, m)] = renderer.model(dataset, loaded[(dataset, m)], dbest,
                                                     files)
             after[(dataset, m)] = rendered[(dataset, m)]
-            scope.append(f"{dataset}/{m}/")
         folders = [f for k, f in sorted(after.items()) if k[0] == dataset]
         scope.append(f"{dataset}/")
         if folders:
@@ -161,7 +161,7 @@ def _summary(root: Path) -> list[Folder]:
         raise NeedsFull(f"no {SUMMARY_NAME}")
     try:
         return loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # whatever it holds: never a crash
         raise NeedsFull(f"{SUMMARY_NAME}: {exc}") from exc
 
 

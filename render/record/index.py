@@ -71,6 +71,12 @@ def check_key(record: RunRecord) -> None:
         )
 
 
+def is_key_part(value: object) -> bool:
+    """Whether `value` may be a dataset, model, experiment or run id of an entry (the
+    run id also must not hold '__'; `check_key` says why not)."""
+    return isinstance(value, str) and _KEY_PART.fullmatch(value) is not None
+
+
 def check_keys(runs: list[RunRecord]) -> None:
     """`check_key` for many records (they name the generated files): dataset, model and
     experiment names repeat, so each distinct one is matched once."""

@@ -159,7 +159,8 @@ def test_a_new_evaluation_column_falls_back_to_a_full_regeneration(
     assert snapshot(root) == full(tmp_path, [*runs, new])
 
 
-@pytest.mark.parametrize("damage", ["missing", "tampered", "not json"])
+@pytest.mark.parametrize("damage", ["missing", "tampered", "not json", "hostile name",
+                                    "nested"])
 def test_a_bad_summary_falls_back_to_a_full_regeneration(
         index: tuple[Path, list[RunRecord]], tmp_path: Path, damage: str) -> None:
     root, runs = index
@@ -168,6 +169,10 @@ def test_a_bad_summary_falls_back_to_a_full_regeneration(
         summary.unlink()
     elif damage == "tampered":
         summary.write_text(summary.read_text().replace('"ranked":', '"ranked":1', 1))
+    elif damage == "hostile name":  # would be a link target and a git argument
+        summary.write_text(summary.read_text().replace('"model":"', '"model":"--x](evil) ', 1))
+    elif damage == "nested":
+        summary.write_text(summary.read_text().replace("\n", "\n" + "[" * 100_000 + "\n", 1))
     else:
         summary.write_text("{")
     new = run(903, random.Random(1))
