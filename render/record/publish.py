@@ -240,7 +240,9 @@ class _Session:
         self.staged_ref = ""
         self.clone = Path()
         self.cone: tuple[str, ...] | None = None  # the folders of the sparse checkout
+        self.written = False  # whether a landing may have left files in the checkout
         self.partial = False  # a partial clone (the server honoured the filter)
+        self.boards: tuple[tuple[tuple[str, str], ...], Boards] | None = None  # by blob
         self.env: dict[str, str] = {}
         self.verify = verify
         self.reconciling = reconciling
@@ -417,25 +419,23 @@ class _Session:
         return {rel: texts[f"{INDEX_DIR}/{rel}"] or "" for rel in rels}
 
     def _committed(self, paths: list[str]) -> dict[str, str | None]:
-        """The text of these files at HEAD (None: no such file), read from git, the
-        blobs a partial clone lacks fetched in one round trip."""
+        """The text of these files at HEAD (None: no such file), read from git."""
         if not paths:
             return {}
         listing = self._git(["--literal-pathspecs", "ls-tree", "-z", "HEAD", "--", *paths])
-        oids: dict[str, str] = {}
-        for item in listing.split("\0"):
-            meta, _, path = item.partition("\t")
-            if meta.split(" ")[1:2] == ["blob"]:
-                oids[path] = meta.split(" ")[2]
+        oids = _blobs(listing)
+        texts = self._texts(list(oids.values()))
+        return {p: texts[oids[p]] if p in oids else None for p in paths}
+
+    def _texts(self, oids: list[str]) -> dict[str, str]:
+        """The text of these blobs, those a partial clone lacks fetched in one round
+        trip (what git's own lazy fetch runs, for all of them at once)."""
         if oids and self.partial:
-            # what git's own lazy fetch runs, for all of them at once
             self._git(["-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet",
                        "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
                        "--filter=blob:none", "--stdin", "origin"],
-                      input="".join(f"{oid}\n" for oid in oids.values()))
-        blobs = self._cat(list(oids.values()))
-        return {p: (blobs[oids[p]].decode("utf-8", "replace") if p in oids else None)
-                for p in paths}
+                      input="".join(f"{oid}\n" for oid in oids))
+        return {oid: data.decode("utf-8", "replace") for oid, data in self._cat(oids).items()}
 
     def _cat(self, oids: list[str]) -> dict[str, bytes]:
         raw = self._git_bytes(["cat-file", "--batch"],
@@ -462,11 +462,17 @@ class _Session:
             parse_boards,
         )
 
-        listing = self._git(["ls-tree", "-z", "--name-only", "HEAD", "--",
-                             f"{EXPERIMENTS_DIR}/"])
-        datasets = [p.split("/", 1)[1] for p in listing.split("\0") if "/" in p]
-        paths = [PROFILE_FILE, *(DATASET_FILE.format(dataset=d) for d in datasets)]
-        return parse_boards(self._committed(paths))
+        # one listing; the files are read again only when one of them changed
+        listing = self._git(["ls-tree", "-r", "-z", "HEAD", "--", f"{EXPERIMENTS_DIR}/",
+                             PROFILE_FILE])
+        oids = {p: oid for p, oid in _blobs(listing).items()
+                if p == PROFILE_FILE or (p.count("/") == 2 and p == DATASET_FILE.format(
+                    dataset=p.split("/")[1]))}
+        key = tuple(sorted(oids.items()))
+        if self.boards is None or self.boards[0] != key:
+            texts = self._texts(sorted(set(oids.values())))
+            self.boards = (key, parse_boards({p: texts[oid] for p, oid in oids.items()}))
+        return self.boards[1]
 
     def _stage(self, records: list[RunRecord], replace_equal: bool) -> str:
         payload = {
@@ -499,7 +505,9 @@ class _Session:
         self._checkout([(r.dataset, r.model) for r in
                         [*records, *(r for s in staged for r in s.records)]])
         self._git(["reset", "--quiet", "--hard", f"refs/remotes/origin/{self.branch}"])
-        self._git(["clean", "--quiet", "-fdx", "--", INDEX_DIR])
+        if self.written:  # an earlier round wrote files; a fresh checkout has none
+            self._git(["clean", "--quiet", "-fdx", "--", INDEX_DIR])
+        self.written = True
         ours_staged = any(s.ref == self.staged_ref for s in staged)
         root = self.clone / INDEX_DIR
         refused = list(self.refused)
@@ -652,6 +660,17 @@ class _Session:
 
 
 _T = TypeVar("_T")
+
+
+def _blobs(listing: str) -> dict[str, str]:
+    """path -> blob id, from `git ls-tree -z` output."""
+    out = {}
+    for item in listing.split("\0"):
+        meta, _, path = item.partition("\t")
+        parts = meta.split(" ")
+        if len(parts) == 3 and parts[1] == "blob":
+            out[path] = parts[2]
+    return out
 
 
 def _parse_staged(ref: str, sha: str, body: bytes | None) -> _Staged:
