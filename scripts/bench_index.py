@@ -365,7 +365,13 @@ def bench_publish(args: argparse.Namespace) -> bool:
                 pass
         lost = len(records) - present
         expected = render_index(records)
-        readme_ok = all(_show(bare, f"outputs-index/{k}") == v for k, v in expected.items())
+        def shows(path: str, text: str) -> bool:
+            try:
+                return _show(bare, path) == text
+            except subprocess.CalledProcessError:  # missing (a record that did not land)
+                return False
+
+        readme_ok = all(shows(f"outputs-index/{k}", v) for k, v in expected.items())
         listed = subprocess.run(
             ["git", "--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main",
              "outputs-index"], check=True, capture_output=True, text=True,
@@ -389,7 +395,7 @@ def bench_publish(args: argparse.Namespace) -> bool:
         print(f"publish errors: {len(errors)}; entries lost: {lost}; "
               f"generated files exact ({len(expected)}): {readme_ok}")
         for e in errors[:3]:
-            print("  error:", e[:300])
+            print("  error:", e[:200], "...", e[-300:])
         return lost == 0 and readme_ok
 
 
