@@ -495,7 +495,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from render.browse.sync import stale_files, write_readme
-    from render.record.index import INDEX_DIR, load_index
+    from render.record.index import INDEX_DIR, count_entries
 
     root = Path(args.repo).resolve() / INDEX_DIR
     if args.action == "readme":
@@ -509,7 +509,8 @@ def cmd_index(args: argparse.Namespace) -> int:
                              + ", ".join(str(p) for p in stale[:10])
                              + ("..." if len(stale) > 10 else "")
                              + "; regenerate them with `ftops index readme` and commit them")
-        _say(f"ok: outputs-index/README.md is current ({len(load_index(root))} run(s))")
+        # counted, not loaded again: the check above read every entry already
+        _say(f"ok: outputs-index/README.md is current ({count_entries(root)} run(s))")
         return 0
     from render.record.destination import IndexDestination
     from render.record.hook import stored_records

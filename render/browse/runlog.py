@@ -11,6 +11,9 @@ gets a leading apostrophe. Numbers are written as numbers (Python's repr).
 
 Rows are written as text directly, with the fields that repeat across runs (names,
 paths, hyperparameter sets) memoised: 100k runs make a 30 MB file in about a second.
+Rows are in README order, so each dataset/model folder's rows are one block of the file;
+a publish keeps the blocks of the folders it does not touch as they are (their sizes
+are in the summary, `render.browse.summary`).
 """
 
 from __future__ import annotations
@@ -79,10 +82,11 @@ class RunLog:
     def __init__(self) -> None:
         self._fields = _Fields()
         self._hp: dict[Any, str] = {}
-        # dataset -> rows (each: text before the evaluation columns, after, and the
-        # evaluation cells by column)
-        self._datasets: dict[str, list[tuple[str, str, dict[str, str] | None]]] = {}
-        self._eval_columns: set[str] = set()
+        # (dataset, model) -> rows (each: text before the evaluation columns, after,
+        # and the evaluation cells by column)
+        self._folders: dict[tuple[str, str], list[tuple[str, str, dict[str, str] | None]]] = {}
+        # (dataset, model) -> the evaluation columns its runs fill
+        self._folder_columns: dict[tuple[str, str], set[str]] = {}
 
     def add(self, runs: Iterable[RunRecord]) -> None:
         """Add runs, in the order they are to be written (a dataset's runs in their
@@ -111,8 +115,14 @@ class RunLog:
                     for key, value in ev.metrics.items():
                         evals[f"{name}/{key}"] = num(value)
                     evals[f"{name}/predictions"] = f(ev.predictions)
-                self._eval_columns.update(evals)
-            self._datasets.setdefault(r.dataset, []).append((head, tail, evals))
+            folder = (r.dataset, r.model)
+            rows = self._folders.get(folder)
+            if rows is None:
+                rows = self._folders[folder] = []
+                self._folder_columns[folder] = set()
+            if evals is not None:
+                self._folder_columns[folder].update(evals)
+            rows.append((head, tail, evals))
 
     def _hparams(self, hp: Any) -> str:
         if not isinstance(hp, dict):
@@ -140,18 +150,36 @@ class RunLog:
         return self._fields[json.dumps(value, sort_keys=True, separators=(",", ":"),
                                        default=str)]
 
-    def text(self) -> str:
-        evals = sorted(self._eval_columns)
-        header = ",".join([*_FIRST, *KEY_HYPERPARAMETERS, *_METRICS,
-                           *(self._fields[c] for c in evals), *_LAST])
-        lines = [header]
+    def columns(self) -> list[str]:
+        """The evaluation columns of the runs added, sorted (as the header has them)."""
+        return sorted(set().union(*self._folder_columns.values()))
+
+    def folder_columns(self) -> dict[tuple[str, str], list[str]]:
+        """The evaluation columns each dataset/model folder's runs fill, sorted."""
+        return {k: sorted(v) for k, v in self._folder_columns.items()}
+
+    def header(self, evals: list[str]) -> str:
+        """The header line (with its newline) for these evaluation columns."""
+        return ",".join([*_FIRST, *KEY_HYPERPARAMETERS, *_METRICS,
+                         *(self._fields[c] for c in evals), *_LAST]) + "\n"
+
+    def blocks(self, evals: list[str]) -> dict[tuple[str, str], str]:
+        """The rows of each dataset/model folder (each row ending in a newline) laid
+        out for these evaluation columns (a superset of those the rows fill), in file
+        order: a folder's rows are one contiguous block of runs.csv."""
         blank = "," * len(evals)  # between head and tail: the empty evaluation cells
-        for dataset in sorted(self._datasets):
-            for head, tail, ev in self._datasets[dataset]:
+        out: dict[tuple[str, str], str] = {}
+        for folder in sorted(self._folders):
+            lines = []
+            for head, tail, ev in self._folders[folder]:
                 if ev is None:
-                    lines.append(f"{head},{blank}{tail}")
+                    lines.append(f"{head},{blank}{tail}\n")
                 else:
                     cells = ",".join(ev.get(c, "") for c in evals)
-                    lines.append(f"{head},{cells},{tail}")
-        lines.append("")
-        return "\n".join(lines)
+                    lines.append(f"{head},{cells},{tail}\n")
+            out[folder] = "".join(lines)
+        return out
+
+    def text(self) -> str:
+        evals = self.columns()
+        return self.header(evals) + "".join(self.blocks(evals).values())

@@ -7,22 +7,31 @@ more (entry JSON files are never touched); `stale_files(root)` (`ftops index che
 says which would change. Entries are read one dataset at a time, so memory stays
 bounded by the largest dataset, and a file is rewritten only when its bytes change.
 
-Generated names: `README.md` and `runs.csv` at the top, `README.md` and `*.svg` in each
-dataset folder and in each dataset/model folder.
+`update_readme(root, changed)` (the publisher) does what `write_readme` does after a
+change to some dataset/model folders, regenerating only what they affect from them and
+the summary (`render.browse.update`).
+
+Generated names: `README.md`, `runs.csv` and `summary.jsonl` at the top, `README.md` and
+`*.svg` in each dataset folder and in each dataset/model folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from render.browse.leaderboard import Boards, load_boards
 from render.browse.readme import README_NAME, generate
 from render.browse.runlog import RUNS_CSV
+from render.browse.summary import SUMMARY_NAME
 from render.browse.svg import SVG_SUFFIX
+from render.browse.update import NeedsFull, OnDisk, Tree, updated_files
 from render.fsutil import atomic_write, confined, create_new
 from render.record.index import load_by_dataset
+
+TOP_FILES = (README_NAME, RUNS_CSV, SUMMARY_NAME)  # the generated files at the top
 
 
 def write_readme(root: Path, boards: Boards | None = None) -> Path:
@@ -37,6 +46,29 @@ def write_readme(root: Path, boards: Boards | None = None) -> Path:
     dataset, and a file is rewritten only when its bytes change."""
     _sync_generated(root, boards, write=True)
     return root / README_NAME
+
+
+def update_readme(root: Path, changed: Iterable[tuple[str, str]],
+                  boards: Boards | None = None, tree: Tree | None = None) -> list[str]:
+    """After the entries of the `changed` (dataset, model) folders changed, bring the
+    generated files under `root` to what `write_readme` would write, regenerating only
+    what those folders affect (`render.browse.update`); `tree` gives the other entries
+    it reads (default: `root` holds them all). Falls back to `write_readme` (after
+    `tree.folders([""])`) where the summary cannot say. Returns the generated paths
+    written or removed."""
+    if boards is None:
+        boards = load_boards(root.resolve().parent)
+    tree = tree or OnDisk(root)
+    try:
+        files, scope = updated_files(root, changed, boards, tree)
+    except NeedsFull:
+        tree.folders([""])
+        return _sync_generated(root, boards, write=True)
+    on_disk = _scan_scope(root, scope)
+    differ = _sync_files(root, files, on_disk, write=True)
+    stale = sorted(rel for rel in on_disk if rel not in files)
+    _remove(root, stale)
+    return sorted(differ + stale)
 
 
 def check_readme(root: Path, boards: Boards | None = None) -> bool:
@@ -65,7 +97,7 @@ def _scan_generated(root: Path) -> dict[str, bool]:
     base = str(root)
     with os.scandir(base) as top:
         for d in top:
-            if d.name in (README_NAME, RUNS_CSV):
+            if d.name in TOP_FILES:
                 found[d.name] = d.is_file(follow_symlinks=False)
             if d.name.startswith(".") or not d.is_dir(follow_symlinks=False):
                 continue
@@ -102,13 +134,34 @@ def _sync_generated(root: Path, boards: Boards | None, *, write: bool) -> list[s
     stale = sorted(rel for rel in on_disk if rel not in expected)
     differ += stale
     if write:
-        for rel in stale:
-            path = root / rel
-            path.unlink(missing_ok=True)
-            for folder in (path.parent, path.parent.parent):
-                with contextlib.suppress(OSError):  # not empty: keep it
-                    folder.rmdir()
+        _remove(root, stale)
     return sorted(differ)
+
+
+def _remove(root: Path, stale: list[str]) -> None:
+    for rel in stale:
+        path = root / rel
+        path.unlink(missing_ok=True)
+        for folder in (path.parent, path.parent.parent):
+            with contextlib.suppress(OSError):  # not empty: keep it
+                folder.rmdir()
+
+
+def _scan_scope(root: Path, scope: list[str]) -> dict[str, bool]:
+    """`_scan_generated` of some folders only: "" (the top files), "<dataset>/" (a
+    dataset's own files) and "<dataset>/<model>/"."""
+    found: dict[str, bool] = {}
+    for folder in scope:
+        try:
+            it = os.scandir(os.path.join(str(root), folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for f in it:
+                if (f.name in TOP_FILES if not folder else _generated_name(f.name)) \
+                        and not f.is_dir(follow_symlinks=False):
+                    found[folder + f.name] = f.is_file(follow_symlinks=False)
+    return found
 
 
 def _sync_files(

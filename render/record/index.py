@@ -71,6 +71,12 @@ def check_key(record: RunRecord) -> None:
         )
 
 
+def is_key_part(value: object) -> bool:
+    """Whether `value` may be a dataset, model, experiment or run id of an entry (the
+    run id also must not hold '__'; `check_key` says why not)."""
+    return isinstance(value, str) and _KEY_PART.fullmatch(value) is not None
+
+
 def check_keys(runs: list[RunRecord]) -> None:
     """`check_key` for many records (they name the generated files): dataset, model and
     experiment names repeat, so each distinct one is matched once."""
@@ -155,6 +161,11 @@ def load_index(root: Path) -> list[RunRecord]:
     return _load_rels(root, _entry_rels(root))
 
 
+def count_entries(root: Path) -> int:
+    """How many entry files `root` holds (a listing: none is read)."""
+    return len(_entry_rels(root))
+
+
 def _entry_rels(root: Path) -> list[str]:
     """Entry paths (*.json) relative to `root`, sorted by path components."""
     if not root.is_dir():
@@ -218,6 +229,18 @@ def load_by_dataset(root: Path) -> Iterator[tuple[str, list[RunRecord]]]:
     rels = _entry_rels(root)
     for dataset, group in groupby(rels, key=lambda rel: rel.split("/", 1)[0]):
         yield dataset, _load_rels(root, list(group))
+
+
+def load_folder(root: Path, dataset: str, model: str) -> list[RunRecord]:
+    """The entries of one <dataset>/<model> folder (none when it is absent); FatalError
+    naming the file for a corrupt one, as `load_index`."""
+    folder = os.path.join(str(root), dataset, model)
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return _load_rels(root, sorted(f"{dataset}/{model}/{n}" for n in names
+                                   if n.endswith(ENTRY_SUFFIX)))
 
 
 _STR_FIELDS = (

@@ -1,14 +1,20 @@
 """Publish run entries to the git remote that holds `outputs-index/`, safely under
 concurrency.
 
-Everything is plain git, run from a scratch shallow clone (sparse: only
-`outputs-index/` is checked out, and the leaderboard settings its READMEs read):
+Everything is plain git, run from a scratch shallow clone, partial where the server
+allows it (`--filter=blob:none`: a blob is fetched when checked out) and sparse: only
+the files at the top of `outputs-index/` (the map, runs.csv, the summary), the
+leaderboard settings and the folders the records land in are checked out, so a publish
+costs the same at 100 entries or 100,000:
 
-1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, merge into
-   the entry files this call's records and the staged records of other publishers that
-   it can verify (3.) with the lifecycle rule (`index.merge_entry`), regenerate every
-   generated file from the entry files with `render.browse.sync.write_readme` (the map
-   README, each dataset/model README, the SVG loss curves; stale ones removed; never
+1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, check out
+   the dataset/model folders of this call's records and of every staged record, merge
+   into the entry files this call's records and the staged records of other publishers
+   that it can verify (3.) with the lifecycle rule (`index.merge_entry`), regenerate
+   what the changed folders affect with `render.browse.sync.update_readme` (their
+   READMEs and SVG loss curves, their datasets' leaderboards, the map README, runs.csv
+   and the summary, each exactly what a full regeneration from every entry gives; the
+   few entries of other folders it reads are added to the checkout; never
    hand-merged), commit, and push the branch together with the deletion of the swept
    staged refs in one `git push --atomic`. A push rejected because the branch moved is retried after
    jittered exponential backoff: fetch again and replay the merge on the new tip (the
@@ -58,7 +64,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from render.errors import FatalError
 from render.record import index
@@ -66,6 +72,10 @@ from render.record.gitcmd import GitError, git_env, redact, run_git
 from render.record.index import INDEX_DIR
 from render.record.runrecord import RunRecord
 from render.record.trust import StoredRecord, Verify
+
+if TYPE_CHECKING:
+    # Layer exception (record -> browse): a type only, for `_boards` (see there).
+    from render.browse.leaderboard import Boards
 
 PENDING_PREFIX = "refs/ftops/pending/"
 QUARANTINE_PREFIX = "refs/ftops/quarantine/"
@@ -229,6 +239,10 @@ class _Session:
         self.run_ids: list[str] = []
         self.staged_ref = ""
         self.clone = Path()
+        self.cone: tuple[str, ...] | None = None  # the folders of the sparse checkout
+        self.written = False  # whether a landing may have left files in the checkout
+        self.partial = False  # a partial clone (the server honoured the filter)
+        self.boards: tuple[tuple[tuple[str, str], ...], Boards] | None = None  # by blob
         self.env: dict[str, str] = {}
         self.verify = verify
         self.reconciling = reconciling
@@ -352,17 +366,113 @@ class _Session:
     def _clone(self) -> None:
         if self.clone.exists():
             shutil.rmtree(self.clone, ignore_errors=True)
+        # Partial (a blob is fetched when checked out or read) where the server allows
+        # it; a server that ignores the filter sends every blob, which only costs time.
+        # A cone-mode sparse checkout with a sparse index: git's work then grows with
+        # the folders checked out, not with the size of the index. Nothing is checked
+        # out here: `_land` sets the cone, then checks out once.
         # fmt: off
         self._git(["clone", "--quiet", "--depth", "1", "--branch", self.branch,
-                   "--single-branch", "--no-tags", "--sparse", "--", self.remote,
-                   str(self.clone)], cwd=self.clone.parent)
+                   "--single-branch", "--no-tags", "--no-checkout", "--filter=blob:none",
+                   "--config", "core.sparseCheckoutCone=true", "--config", "index.sparse=true",
+                   # a scratch clone: its objects are written once and pushed, so
+                   # deflating them on `git add` (runs.csv is tens of MB) is waste
+                   "--config", "core.looseCompression=0",
+                   "--", self.remote, str(self.clone)], cwd=self.clone.parent)
         # fmt: on
-        # Layer exception (record -> browse): the checkout holds the index and what
-        # browse reads to regenerate its READMEs besides the entries (the leaderboards
-        # named in the profile and in the dataset.yaml files).
-        from render.browse.leaderboard import SOURCES
+        self.cone = None
+        self.partial = self._git(["config", "--get", "--default", "false",
+                                  "remote.origin.promisor"]).strip() == "true"
 
-        self._git(["sparse-checkout", "set", "--no-cone", f"/{INDEX_DIR}/", *SOURCES])
+    def _checkout(self, folders: list[tuple[str, str]]) -> None:
+        """Check out the entries and generated files of these dataset/model folders,
+        and with them (cone mode) the files at the top of outputs-index/ (the map,
+        runs.csv, the summary) and of their dataset folders (the leaderboards). Other
+        folders stay out of the working tree (and, in a partial clone, out of the
+        clone) unless `folders` adds them."""
+        # names are entry path components (index.check_key): plain relative paths
+        cone = tuple(sorted({f"{INDEX_DIR}/{d}/{m}" for d, m in folders}))
+        if cone != self.cone:
+            self._git(["sparse-checkout", "set", "--cone", "--sparse-index", *cone])
+            self.cone = cone
+
+    # -- the index beyond the checkout (render.browse.update.Tree) --------------
+
+    def folders(self, paths: list[str]) -> None:
+        """Add folders of outputs-index/ ("<dataset>/<model>/", "" for all of it)."""
+        if "" in paths:
+            cone: tuple[str, ...] = (INDEX_DIR,)
+        else:
+            cone = tuple(sorted({*(self.cone or ()),
+                                 *(f"{INDEX_DIR}/{p.rstrip('/')}" for p in paths)}))
+        if cone != self.cone and INDEX_DIR not in (self.cone or ()):
+            self._git(["sparse-checkout", "set", "--cone", "--sparse-index", *cone])
+            self.cone = cone
+
+    def read(self, rels: list[str]) -> dict[str, str]:
+        """The committed text of entry files of outputs-index/ (outside the checkout)."""
+        texts = self._committed([f"{INDEX_DIR}/{rel}" for rel in rels])
+        missing = [rel for rel in rels if texts.get(f"{INDEX_DIR}/{rel}") is None]
+        if missing:
+            raise FatalError(f"{INDEX_DIR}/{missing[0]}: listed in the summary but not "
+                             "committed; regenerate the index with `ftops index readme`")
+        return {rel: texts[f"{INDEX_DIR}/{rel}"] or "" for rel in rels}
+
+    def _committed(self, paths: list[str]) -> dict[str, str | None]:
+        """The text of these files at HEAD (None: no such file), read from git."""
+        if not paths:
+            return {}
+        listing = self._git(["--literal-pathspecs", "ls-tree", "-z", "HEAD", "--", *paths])
+        oids = _blobs(listing)
+        texts = self._texts(list(oids.values()))
+        return {p: texts[oids[p]] if p in oids else None for p in paths}
+
+    def _texts(self, oids: list[str]) -> dict[str, str]:
+        """The text of these blobs, those a partial clone lacks fetched in one round
+        trip (what git's own lazy fetch runs, for all of them at once)."""
+        if oids and self.partial:
+            self._git(["-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet",
+                       "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
+                       "--filter=blob:none", "--stdin", "origin"],
+                      input="".join(f"{oid}\n" for oid in oids))
+        return {oid: data.decode("utf-8", "replace") for oid, data in self._cat(oids).items()}
+
+    def _cat(self, oids: list[str]) -> dict[str, bytes]:
+        raw = self._git_bytes(["cat-file", "--batch"],
+                              input="".join(f"{o}\n" for o in oids).encode())
+        out: dict[str, bytes] = {}
+        pos = 0
+        for oid in oids:
+            eol = raw.index(b"\n", pos)
+            header = raw[pos:eol].split()
+            pos = eol + 1
+            size = int(header[2])
+            out[oid] = raw[pos : pos + size]
+            pos += size + 1
+        return out
+
+    def _boards(self) -> Boards:
+        """The leaderboards at HEAD, read from git (`render.browse.leaderboard`)."""
+        # Layer exception (record -> browse): the READMEs regenerated in the same
+        # commit rank runs by these leaderboards, and browse knows where they are named.
+        from render.browse.leaderboard import (
+            DATASET_FILE,
+            EXPERIMENTS_DIR,
+            PROFILE_FILE,
+            parse_boards,
+        )
+
+        # one listing; the files are read again only when one of them changed
+        listing = self._git(["ls-tree", "-r", "-z", "HEAD", "--", f"{EXPERIMENTS_DIR}/",
+                             PROFILE_FILE])
+        oids = {p: oid for p, oid in _blobs(listing).items()
+                if p == PROFILE_FILE or (p.count("/") == 2 and p == DATASET_FILE.format(
+                    dataset=p.split("/")[1]))}
+        key = tuple(sorted(oids.items()))
+        if self.boards is None or self.boards[0] != key:
+            texts = self._texts(sorted(set(oids.values())))
+            self.boards = (key, parse_boards({p: texts[oid] for p, oid in oids.items()}))
+        return self.boards[1]
 
     def _stage(self, records: list[RunRecord], replace_equal: bool) -> str:
         payload = {
@@ -389,9 +499,15 @@ class _Session:
                    f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
                    f"+{PENDING_PREFIX}*:{_FETCHED_PENDING}*"])
         # fmt: on
-        self._git(["reset", "--quiet", "--hard", f"refs/remotes/origin/{self.branch}"])
-        self._git(["clean", "--quiet", "-fdx", "--", INDEX_DIR])
         staged = self._read_staged()
+        # every folder an entry may be merged into is checked out: merging into one
+        # that is not would not see the entry it holds
+        self._checkout([(r.dataset, r.model) for r in
+                        [*records, *(r for s in staged for r in s.records)]])
+        self._git(["reset", "--quiet", "--hard", f"refs/remotes/origin/{self.branch}"])
+        if self.written:  # an earlier round wrote files; a fresh checkout has none
+            self._git(["clean", "--quiet", "-fdx", "--", INDEX_DIR])
+        self.written = True
         ours_staged = any(s.ref == self.staged_ref for s in staged)
         root = self.clone / INDEX_DIR
         refused = list(self.refused)
@@ -441,14 +557,17 @@ class _Session:
             return PublishResult(done, rest, None, self.failures + 1, (), tuple(refused),
                                  tuple(quarantined))
 
-        # Every generated file (READMEs, SVGs) is regenerated from the merged entry
-        # files and `add --all` stages new, changed and removed ones: whatever order
-        # publishers land in, the tree ends up as write_readme of all entries.
+        # The generated files (READMEs, SVGs, runs.csv, the summary) that the changed
+        # folders affect are regenerated from their entries and the summary (all of
+        # them from every entry where the summary cannot say) and `add --all` stages
+        # new, changed and removed ones: whatever order publishers land in, the tree
+        # ends up as write_readme of all entries.
         # Layer exception (record -> browse): the READMEs that map the entries are part
         # of the same commit, and browse draws them.
-        from render.browse.sync import write_readme
+        from render.browse.sync import update_readme
 
-        write_readme(root)
+        update_readme(root, {(r.dataset, r.model) for r in changed.values()},
+                      self._boards(), self)
         self._git(["add", "--all", "--", INDEX_DIR])
         msg = _message(sorted(changed.values(), key=lambda r: r.index_key), subject)
         self._git(["commit", "--quiet", "--no-verify", "-m", msg])
@@ -541,6 +660,17 @@ class _Session:
 
 
 _T = TypeVar("_T")
+
+
+def _blobs(listing: str) -> dict[str, str]:
+    """path -> blob id, from `git ls-tree -z` output."""
+    out = {}
+    for item in listing.split("\0"):
+        meta, _, path = item.partition("\t")
+        parts = meta.split(" ")
+        if len(parts) == 3 and parts[1] == "blob":
+            out[path] = parts[2]
+    return out
 
 
 def _parse_staged(ref: str, sha: str, body: bytes | None) -> _Staged:

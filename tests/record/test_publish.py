@@ -15,6 +15,7 @@ from index_remote import FAST, entries, generated, git, launch, make_remote, rec
 
 from render.browse.leaderboard import Boards
 from render.browse.readme import render_index, render_readme
+from render.browse.sync import stale_files
 from render.errors import FatalError
 from render.record.publish import (
     PENDING_PREFIX,
@@ -46,8 +47,8 @@ def test_publish_one_record(remote: Path, tmp_path: Path) -> None:
     # leaderboard, the model README, the SVG
     assert generated(remote) == render_index([r])
     assert set(generated(remote)) == {
-        "README.md", "runs.csv", "alpaca/README.md", "alpaca/llama-3.1-8b/README.md",
-        "alpaca/llama-3.1-8b/sft__r1.svg"
+        "README.md", "runs.csv", "summary.jsonl", "alpaca/README.md",
+        "alpaca/llama-3.1-8b/README.md", "alpaca/llama-3.1-8b/sft__r1.svg"
     }
     model = show(remote, "outputs-index/alpaca/llama-3.1-8b/README.md")
     # the run id opens its chart; the chart is shown below the table
@@ -143,8 +144,8 @@ def test_concurrent_publishers_lose_nothing(remote: Path, tmp_path: Path) -> Non
     expected = render_index(runs)
     assert generated(remote) == expected
     # 25 run charts, the top runs of each dataset, 6 model READMEs, 2 dataset READMEs,
-    # the map and runs.csv
-    assert sum(k.endswith(".svg") for k in expected) == 27 and len(expected) == 37
+    # the map, runs.csv and the summary
+    assert sum(k.endswith(".svg") for k in expected) == 27 and len(expected) == 38
     # linear history of fast-forwards (no merge commits); staged records landed in
     # batches by whoever pushed first, so fewer than 30 commits
     count = git("--git-dir", str(remote), "rev-list", "--count", "--merges", "main")
@@ -337,7 +338,19 @@ def test_stale_readme_is_regenerated_not_merged(remote: Path, tmp_path: Path) ->
     publish([rec("r2")], remote=url)
     runs = [rec("r1", loss_points=[[1, 1.0], [2, 0.5]]), rec("r2")]
     assert show(remote, "outputs-index/README.md") == render_readme(runs)
-    assert generated(remote) == render_index(runs)  # edits undone, stale files removed
+    # the edits in the folder the publish touched are undone and its stale files
+    # removed; a folder it did not touch is not read (that is what makes a publish
+    # cheap): its drift stays until `ftops index readme`, and `ftops index check` fails
+    expected = render_index(runs)
+    assert generated(remote) == {**expected, "old/model/README.md": "no entries here\n"}
+    git("pull", "--quiet", cwd=work)
+    assert stale_files(index) == ["old/model/README.md"]
+    # with the summary gone, the publish cannot say and regenerates everything
+    git("rm", "--quiet", "outputs-index/summary.jsonl", cwd=work)
+    git("commit", "--quiet", "-m", "no summary", cwd=work)
+    git("push", "--quiet", "origin", "main", cwd=work)
+    publish([rec("r3")], remote=url)
+    assert generated(remote) == render_index([*runs, rec("r3")])
 
 
 def test_index_token_goes_in_a_header_not_the_url(monkeypatch: pytest.MonkeyPatch,
@@ -353,3 +366,47 @@ def test_index_token_goes_in_a_header_not_the_url(monkeypatch: pytest.MonkeyPatc
     assert header.startswith("AUTHORIZATION: basic ")
     assert base64.b64decode(header.split()[-1]).decode() == "x-access-token:s3cr3t-token"
     assert not any("s3cr3t-token" in v for v in env.values())
+
+
+def _folder_run(run_id: str, dataset: str, model: str, eval_loss: float) -> RunRecord:
+    return rec(run_id, dataset=dataset, model=model,
+               experiment_path=f"experiments/{dataset}/{model}/sft.yaml",
+               metrics=Metrics(final_train_loss=1.0, eval_loss=eval_loss),
+               loss_points=[[1, 2.0], [2, eval_loss]])
+
+
+@pytest.mark.parametrize("partial", [True, False], ids=["partial-clone", "filter-ignored"])
+def test_a_publish_touches_only_what_its_folder_affects(remote: Path, tmp_path: Path,
+                                                        partial: bool) -> None:
+    # a server that allows partial clones (GitHub does) and one that ignores the filter
+    # (a local bare repository by default): the same result, only slower
+    git("--git-dir", str(remote), "config", "uploadpack.allowFilter", str(partial).lower())
+    url = remote.as_uri()
+    first = [_folder_run(f"a{i}", ds, m, 1.0 + i / 10)
+             for i, (ds, m) in enumerate([("alpaca", "llama-3.1-8b"), ("alpaca", "qwen2.5-7b"),
+                                          ("wiki", "llama-3.1-8b"), ("wiki", "qwen2.5-7b")])]
+    publish(first, remote=url, workdir=tmp_path / "work", **FAST)
+    before = generated(remote)
+    # an entry nobody can read, in a folder this publish does not touch: it is never read
+    work = tmp_path / "w"
+    git("clone", "--quiet", str(remote), str(work))
+    (work / "outputs-index/wiki/qwen2.5-7b/sft__a3.json").write_text("{not json")
+    git("commit", "--quiet", "-am", "a corrupt entry elsewhere", cwd=work)
+    git("push", "--quiet", "origin", "main", cwd=work)
+
+    new = _folder_run("b1", "alpaca", "qwen2.5-7b", 1.5)  # not the best of alpaca
+    result = publish([new], remote=url, workdir=tmp_path / "work", **FAST)
+    assert result.published == ("b1",)
+    changed = set(git("--git-dir", str(remote), "diff", "--name-only", "main~1", "main",
+                      "--", "outputs-index/").split())
+    assert changed == {f"outputs-index/{p}" for p in (
+        "README.md", "runs.csv", "summary.jsonl", "alpaca/README.md",
+        "alpaca/top-runs.svg",  # b1 is among alpaca's top 5, compared there
+        "alpaca/qwen2.5-7b/README.md", "alpaca/qwen2.5-7b/sft__b1.json",
+        "alpaca/qwen2.5-7b/sft__b1.svg")}
+    after = generated(remote)
+    assert after == render_index([*first, new])
+    assert {k: v for k, v in after.items() if not k.startswith(("alpaca/", "README", "runs",
+                                                               "summary"))} == \
+        {k: v for k, v in before.items() if not k.startswith(("alpaca/", "README", "runs",
+                                                             "summary"))}

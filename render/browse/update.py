@@ -1,0 +1,206 @@
+"""What a change to some dataset/model folders of `outputs-index/` does to its generated
+files, worked out from those folders and the summary (`render.browse.summary`) rather
+than from every entry: the publisher's step (`render.browse.sync.update_readme`).
+
+`updated_files` renders each changed folder's README and SVGs; the other model READMEs
+of its dataset only when the dataset's best run changed (every model README names it);
+each changed dataset's leaderboard (its best runs read from their entries); the map
+README, runs.csv (an untouched folder's rows are kept as they are: the summary says
+where they are) and the summary itself. Every file is what a full regeneration from all
+entries (`write_readme`) gives, byte for byte; where the summary cannot say, it raises
+`NeedsFull` and the caller regenerates everything: no summary or not one this version
+writes, a leaderboard changed since it was written, runs.csv's evaluation columns
+change, or runs.csv is not the one it describes.
+
+Entries outside the changed folders are read only where needed, through a `Tree`: the
+publisher's adds folders to its sparse checkout and reads single entries from git
+(`render.record.publish`); `OnDisk` reads a full tree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
+from typing import Protocol
+
+from render.browse.leaderboard import Boards
+from render.browse.readme import README_NAME, Renderer, render_top, summarize
+from render.browse.runlog import RUNS_CSV
+from render.browse.summary import (
+    SUMMARY_NAME,
+    Folder,
+    RunRef,
+    board_of,
+    dataset_top,
+    dumps,
+    folder_of,
+    loads,
+    with_csv_chars,
+)
+from render.errors import FatalError
+from render.record.index import load_folder, parse_entry
+from render.record.runrecord import RunRecord
+
+
+class Tree(Protocol):
+    """Where the entries outside the changed folders come from."""
+
+    def folders(self, paths: list[str]) -> None:
+        """Make these folders ("<dataset>/<model>/"; "" for all of outputs-index/)
+        present on disk, as committed."""
+
+    def read(self, rels: list[str]) -> dict[str, str]:
+        """The committed text of these entry files ("<dataset>/<model>/<name>.json")."""
+
+
+class NeedsFull(Exception):
+    """The summary cannot say what changed: regenerate everything (the reason)."""
+
+
+class OnDisk:
+    """A `Tree` that is all on disk already."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def folders(self, paths: list[str]) -> None:
+        pass
+
+    def read(self, rels: list[str]) -> dict[str, str]:
+        out = {}
+        for rel in rels:
+            try:
+                with open(self.root / rel, encoding="utf-8") as fh:
+                    out[rel] = fh.read()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise FatalError(f"{self.root.name}/{rel}: cannot read index entry: "
+                                 f"{exc}") from exc
+        return out
+
+
+def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards,
+                  tree: Tree) -> tuple[dict[str, str], list[str]]:
+    """(every generated file that `changed` folders' entries affect: {path: text}, the
+    folders whose generated files were all rendered: "" for the top files, "<dataset>/"
+    for a dataset's own, "<dataset>/<model>/"). Raises NeedsFull."""
+    before = {f.key: f for f in _summary(root)}
+    for f in before.values():
+        if f.board != board_of(boards.of(f.dataset)):
+            raise NeedsFull(f"the leaderboard of {f.dataset} changed since the summary")
+    old_csv = _read(root / RUNS_CSV)
+    if old_csv is None:
+        raise NeedsFull(f"no {RUNS_CSV}")
+    renderer = Renderer(boards)
+    after = dict(before)
+    loaded: dict[tuple[str, str], list[RunRecord]] = {}
+    rendered: dict[tuple[str, str], Folder] = {}
+    files: dict[str, str] = {}
+    scope = [""]
+
+    def load(keys: list[tuple[str, str]]) -> None:
+        tree.folders([f"{d}/{m}/" for d, m in keys if (d, m) not in loaded])
+        for d, m in keys:
+            if (d, m) not in loaded:
+                loaded[(d, m)] = load_folder(root, d, m)
+
+    for dataset, group in groupby(sorted(set(changed)), key=itemgetter(0)):
+        board = boards.of(dataset)
+        models = [m for _, m in group]
+        best_before = dataset_top([f for k, f in before.items() if k[0] == dataset], 1)
+        load([(dataset, m) for m in models])
+        for m in models:
+            runs = loaded[(dataset, m)]
+            if not runs:  # no entries left (deleted by hand): nothing to generate
+                after.pop((dataset, m), None)
+                continue
+            s = summarize(dataset, runs, board)
+            after[(dataset, m)] = folder_of(dataset, m, runs, board, s.ranked,
+                                            s.models[0].latest)
+        folders = [f for k, f in sorted(after.items()) if k[0] == dataset]
+        if dataset_top(folders, 1) != best_before:  # every model README names the best
+            models = [f.model for f in folders]
+            load([(dataset, m) for m in models])
+        scope += [f"{dataset}/{m}/" for m in models]  # a folder left empty included
+        models = [m for m in models if loaded[(dataset, m)]]
+        shown = _records(root, dataset_top(folders), loaded, tree)
+        dbest = shown[0][1] if shown else None
+        for m in models:
+            rendered[(dataset, m)] = renderer.model(dataset, loaded[(dataset, m)], dbest,
+                                                    files)
+            after[(dataset, m)] = rendered[(dataset, m)]
+        folders = [f for k, f in sorted(after.items()) if k[0] == dataset]
+        scope.append(f"{dataset}/")
+        if folders:
+            renderer.leaderboard(dataset, board, sum(f.runs for f in folders),
+                                 [f.model for f in folders], sum(f.ranked for f in folders),
+                                 shown, files)
+
+    evals = _columns(before.values())
+    columns = renderer.runlog.folder_columns()
+    for k, f in rendered.items():
+        after[k] = with_csv_chars(f, 0, columns[k])
+    if _columns(after.values()) != evals:  # every row would change
+        raise NeedsFull(f"the evaluation columns of {RUNS_CSV} change")
+    kept = _blocks(old_csv, renderer.runlog.header(evals), before)
+    blocks = renderer.runlog.blocks(evals)
+    for k, f in rendered.items():
+        after[k] = with_csv_chars(f, len(blocks[k]), columns[k])
+    csv = [renderer.runlog.header(evals)]
+    csv += [blocks[k] if k in rendered else kept[k] for k in sorted(after)]
+    summary = list(after.values())
+    files.update({README_NAME: render_top(summary), RUNS_CSV: "".join(csv),
+                  SUMMARY_NAME: dumps(summary)})
+    return files, scope
+
+
+def _summary(root: Path) -> list[Folder]:
+    text = _read(root / SUMMARY_NAME)
+    if text is None:
+        raise NeedsFull(f"no {SUMMARY_NAME}")
+    try:
+        return loads(text)
+    except (ValueError, RecursionError) as exc:  # whatever it holds: never a crash
+        raise NeedsFull(f"{SUMMARY_NAME}: {exc}") from exc
+
+
+def _read(path: Path) -> str | None:
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _columns(folders: Iterable[Folder]) -> list[str]:
+    return sorted({c for f in folders for c in f.eval_columns})
+
+
+def _blocks(text: str, header: str, folders: dict[tuple[str, str], Folder]
+            ) -> dict[tuple[str, str], str]:
+    """Each folder's rows in the runs.csv `text` the summary describes."""
+    if not text.startswith(header):
+        raise NeedsFull(f"{RUNS_CSV} does not start with the header the summary gives")
+    out = {}
+    pos = len(header)
+    for key in sorted(folders):
+        end = pos + folders[key].csv_chars
+        out[key] = text[pos:end]
+        pos = end
+    if pos != len(text):
+        raise NeedsFull(f"{RUNS_CSV} is not the size the summary gives")
+    return out
+
+
+def _records(root: Path, top: list[tuple[float, RunRef]],
+             loaded: dict[tuple[str, str], list[RunRecord]], tree: Tree
+             ) -> list[tuple[float, RunRecord]]:
+    """The records of a dataset's best runs (value, summary RunRef), from the folders
+    loaded or else from their committed entries."""
+    by_key = {r.index_key: r for runs in loaded.values() for r in runs}
+    keys = [ref.index_key for _, ref in top]
+    texts = tree.read([k for k in keys if k not in by_key])
+    for k, text in texts.items():
+        by_key[k] = parse_entry(text, f"{root.name}/{k}")
+    return [(v, by_key[k]) for (v, _), k in zip(top, keys, strict=True)]
