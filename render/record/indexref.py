@@ -29,7 +29,14 @@ from render.record.runrecord import RunRecord
 
 _REV = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._/^~@{}-]*$")
 _REGULAR = {"100644", "100755"}
+# What `ftops index readme` generates (render.browse: the READMEs and charts anywhere,
+# runs.csv and summary.jsonl at the top): regenerating them is not an edit to flag.
 _GENERATED = (".md", ".svg")
+_GENERATED_TOP = frozenset((f"{INDEX_DIR}/runs.csv", f"{INDEX_DIR}/summary.jsonl"))
+
+
+def _generated(path: str) -> bool:
+    return path.endswith(_GENERATED) or path in _GENERATED_TOP
 
 
 @dataclass
@@ -125,7 +132,7 @@ def edits_since(repo: Path, ref: str) -> list[tuple[str, str]]:
             continue
         old_mode, new_mode, status = parts[0], parts[1], parts[4][:1]
         special = {old_mode, new_mode} - _REGULAR - {"000000"}
-        if not special and path.endswith(_GENERATED):
+        if not special and _generated(path):
             continue
         what = {"A": "added", "D": "deleted", "M": "modified", "T": "type changed"}.get(
             status, status)
@@ -135,7 +142,7 @@ def edits_since(repo: Path, ref: str) -> list[tuple[str, str]]:
     untracked = _git(repo, "ls-files", "--others", "--exclude-standard", "-z", "--",
                      f"{INDEX_DIR}/")
     for path in untracked.decode("utf-8", "surrogateescape").split("\0"):
-        if path and (not path.endswith(_GENERATED) or (repo / path).is_symlink()):
+        if path and (not _generated(path) or (repo / path).is_symlink()):
             link = " (a symlink)" if (repo / path).is_symlink() else ""
             edits.append((f"added{link}", path))
     return sorted(edits, key=lambda e: e[1])
