@@ -43,3 +43,4 @@ def write_quietly(path: Path, data: bytes) -> None:
         atomic_write(path, data)
     except OSError:
         pass
+

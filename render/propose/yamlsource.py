@@ -16,9 +16,11 @@ speaks JSON.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import marshal
 import math
+import os
 import re
 from functools import cache
 from pathlib import Path
@@ -301,20 +303,7 @@ def _check_expansion(root: yaml.Node,
 
 def parse(text: str, file: str) -> YamlDoc:
     """Parse one YAML document within the bounds above; a syntax error or a refused value
-    becomes a YamlError with its location.
-
-    A text accepted before is read from the parse cache (`_cached`): its data as this
-    code made it, without parsing or checking it again."""
-    key = _cache_key(text)
-    data = _cached(key)
-    if data is not _MISSING:
-        return YamlDoc(file, data, None, text, composed=False)
-    doc = _parse(text, file)
-    write_quietly(_cache_path(key), marshal.dumps(doc.data))
-    return doc
-
-
-def _parse(text: str, file: str) -> YamlDoc:
+    becomes a YamlError with its location."""
     if len(text) * 4 > MAX_FILE_BYTES and len(text.encode("utf-8")) > MAX_FILE_BYTES:
         raise YamlError(Finding(file, 1, 1, "$", f"file is larger than {MAX_FILE_BYTES:,} "
                                 "bytes", "experiment files are small; data lives in storage",
@@ -351,13 +340,17 @@ def _parse(text: str, file: str) -> YamlDoc:
     return YamlDoc(file, data, node, text)
 
 
-# The parse cache: what `_parse` gave for an accepted text, keyed by the text and by
-# this module's own source and PyYAML's version (a change to either is a new key), kept
-# as marshal data in the user cache folder (`render.usercache`). Reading 1,000 cached
-# files costs ~50 ms where parsing them costs ~1.2 s: what makes a fresh `ftops lint` of
-# a large tree (pre-commit, CI with its cache) fast. Refused texts are never cached.
+# The parse cache: what `parse` gave for each accepted file, so that a fresh `ftops lint`
+# of a large tree (pre-commit, CI with its cache) does not parse it again. One pack per
+# folder ({key: marshal bytes of the data}) in the user cache folder
+# (`render.usercache`), read once per process when a file of that folder is loaded and
+# written at exit when it gained entries: a first lint of 1,000 files writes ~50 packs,
+# not 1,000 files (each costs ~1 ms on a slow disk). The key is the text, this module's
+# own source and PyYAML's version (a change to either is a new key). Refused texts are
+# never cached. Texts given to `parse` directly (git objects, imports) are not cached.
 _CACHE = "parsed-yaml"
-_MISSING = object()
+_MAX_PACK = 4096  # entries; a larger pack keeps only those this process used
+_MAX_PACKS = 1000  # packs; beyond it, the least recently written half is removed
 
 
 @cache
@@ -367,25 +360,79 @@ def _code_key() -> bytes:
                           ).digest()
 
 
-def _cache_key(text: str) -> str:
-    return hashlib.sha256(_code_key() + text.encode("utf-8", "surrogatepass")).hexdigest()
+class _Pack:
+    """The cached data of one folder's files."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        raw = read_own(path)
+        try:
+            loaded = marshal.loads(raw) if raw is not None else {}  # noqa: S302 - usercache
+        except (EOFError, ValueError, TypeError):
+            loaded = {}
+        self.entries: dict[str, bytes] = loaded if isinstance(loaded, dict) else {}
+        self.used: set[str] = set()
+        self.dirty = False
 
-def _cache_path(key: str) -> Path:
-    return cache_dir(_CACHE) / key[:2] / f"{key[2:40]}.marshal"
-
-
-def _cached(key: str) -> Any:
-    raw = read_own(_cache_path(key))
-    if raw is None:
+    def get(self, key: str) -> Any:
+        blob = self.entries.get(key)
+        if isinstance(blob, bytes):
+            try:
+                data = marshal.loads(blob)  # noqa: S302 - this user's own file (usercache)
+            except (EOFError, ValueError, TypeError):
+                return _MISSING
+            self.used.add(key)
+            return data
         return _MISSING
+
+    def put(self, key: str, data: Any) -> None:
+        self.entries[key] = marshal.dumps(data)  # a snapshot: callers may change `data`
+        self.used.add(key)
+        self.dirty = True
+
+
+_MISSING = object()
+_packs: dict[str, _Pack] = {}
+
+
+def _pack(folder: Path) -> _Pack:
+    name = hashlib.sha256(os.fsencode(os.path.abspath(folder))).hexdigest()[:32]
+    pack = _packs.get(name)
+    if pack is None:
+        if not _packs:
+            atexit.register(flush_cache)
+        pack = _packs[name] = _Pack(cache_dir(_CACHE) / f"{name}.marshal")
+    return pack
+
+
+def flush_cache() -> None:
+    """Write the packs that gained entries (run at exit)."""
+    dirty = [p for p in _packs.values() if p.dirty]
+    for pack in dirty:
+        entries = pack.entries
+        if len(entries) > _MAX_PACK:
+            entries = {k: v for k, v in entries.items() if k in pack.used}
+        write_quietly(pack.path, marshal.dumps(entries))
+        pack.dirty = False
+    if dirty:
+        _prune(cache_dir(_CACHE))
+
+
+def _prune(folder: Path) -> None:
     try:
-        return marshal.loads(raw)  # noqa: S302 - this user's own file (render.usercache)
-    except (EOFError, ValueError, TypeError):
-        return _MISSING
+        packs = [(e.stat().st_mtime, e.path) for e in os.scandir(folder)
+                 if e.name.endswith(".marshal")]
+        if len(packs) > _MAX_PACKS:
+            for _, path in sorted(packs)[: len(packs) - _MAX_PACKS // 2]:
+                os.unlink(path)
+    except OSError:
+        pass
 
 
 def load(path: Path, display: str | None = None) -> YamlDoc:
+    """Read and `parse` a file; a text accepted before comes from the parse cache: its
+    data as this code made it, without parsing or checking it again (the node tree is
+    composed only if a finding needs a location)."""
     name = display or str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -394,7 +441,14 @@ def load(path: Path, display: str | None = None) -> YamlDoc:
                                 "save the file as UTF-8", "yaml")) from None
     except OSError as exc:
         raise FatalError(f"{name}: cannot read: {exc.strerror}") from None
-    return parse(text, name)
+    pack = _pack(path.parent)
+    key = hashlib.sha256(_code_key() + text.encode("utf-8", "surrogatepass")).hexdigest()
+    data = pack.get(key)
+    if data is not _MISSING:
+        return YamlDoc(name, data, None, text, composed=False)
+    doc = parse(text, name)
+    pack.put(key, doc.data)
+    return doc
 
 
 class YamlError(FatalError):
