@@ -10,8 +10,10 @@ read or written (a read-only home, a full disk) means "not cached", never an err
 
 from __future__ import annotations
 
+import marshal
 import os
 from pathlib import Path
+from typing import Any
 
 from render.fsutil import atomic_write
 
@@ -32,6 +34,18 @@ def read_own(path: Path) -> bytes | None:
                 return None
             return fh.read()
     except OSError:
+        return None
+
+
+def load_marshal(path: Path) -> Any:
+    """The marshal data of `path` when `read_own` gives its bytes and they are marshal
+    data, else None."""
+    raw = read_own(path)
+    if raw is None:
+        return None
+    try:
+        return marshal.loads(raw)  # noqa: S302 - this user's own file (see above)
+    except (EOFError, ValueError, TypeError):
         return None
 
 

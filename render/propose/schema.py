@@ -25,12 +25,13 @@ from collections.abc import Callable, Iterable
 from functools import cache
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
+from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from render.errors import Finding
 from render.propose.synonyms import SYNONYMS, expected_words, value_words
 from render.propose.yamlsource import PathPart
-from render.usercache import cache_dir, read_own, write_quietly
+from render.usercache import cache_dir, load_marshal, write_quietly
 
 if TYPE_CHECKING:  # jsonschema loads only when a file is refused (the full pass's errors)
     import jsonschema
@@ -274,12 +275,8 @@ def compiled_check(label: str, schema: dict[str, Any]) -> Callable[[Any], Any]:
         [_FAST_CACHE_VERSION, fastjsonschema_version(), MAGIC_NUMBER.hex(), schema],
         sort_keys=True).encode()).hexdigest()[:32]
     cached = cache_dir(_CACHE) / f"{label}-{key}.marshal"
-    data = read_own(cached)
-    try:
-        code = marshal.loads(data) if data is not None else None  # noqa: S302 - see usercache
-    except (EOFError, ValueError, TypeError):
-        code = None
-    if code is None:
+    code = load_marshal(cached)
+    if not isinstance(code, CodeType):  # missing, broken, foreign, or not code
         generator = StrictIntegers(schema, resolver=resolver,  # type: ignore[no-untyped-call]
                                    use_default=False)
         code = compile(generator.global_state_code + "\n" + generator.func_code,

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from render.errors import FatalError, Finding
-from render.usercache import cache_dir, read_own, write_quietly
+from render.usercache import cache_dir, load_marshal, write_quietly
 
 try:  # the C loader is ~6x faster; fall back where libyaml is missing
     _Loader: type = yaml.CSafeLoader
@@ -365,11 +365,7 @@ class _Pack:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        raw = read_own(path)
-        try:
-            loaded = marshal.loads(raw) if raw is not None else {}  # noqa: S302 - usercache
-        except (EOFError, ValueError, TypeError):
-            loaded = {}
+        loaded = load_marshal(path)
         self.entries: dict[str, bytes] = loaded if isinstance(loaded, dict) else {}
         self.used: set[str] = set()
         self.dirty = False

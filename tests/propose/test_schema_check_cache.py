@@ -4,6 +4,7 @@ cache file is never trusted."""
 
 from __future__ import annotations
 
+import marshal
 import os
 from pathlib import Path
 
@@ -44,6 +45,9 @@ def test_a_broken_or_foreign_cache_file_is_rebuilt(tmp_path: Path,
     _fresh(monkeypatch, tmp_path)
     assert schema.fast_error(NAME, BAD) is not None  # rebuilt, not crashed
     assert made.read_bytes() != b"not marshal data"
+    made.write_bytes(marshal.dumps({"marshal data": "but not code"}))
+    _fresh(monkeypatch, tmp_path)
+    assert schema.fast_error(NAME, BAD) is not None  # rebuilt, not executed
     # a file others could have written is not loaded: replaced by a fresh compile
     os.chmod(made, 0o666)
     made.write_bytes(b"\x00" * 16)
