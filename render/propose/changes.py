@@ -37,6 +37,7 @@ import yaml
 from render.errors import FatalError
 from render.propose.experiment import DEFAULTS_NAME, EXPERIMENTS_DIR
 from render.propose.layout import classify
+from render.record.gitcmd import batch_objects
 
 ZERO_SHA = re.compile(r"^0+$")
 _REV = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._/^~@{}-]*$")
@@ -114,24 +115,8 @@ def _read_blobs(repo: Path, rev: str, paths: list[str]) -> dict[str, str | None]
         return {}
     request = "".join(f"{rev}:{p}\n" for p in paths).encode("utf-8", "surrogateescape")
     out = _git(repo, "cat-file", "--batch", input_bytes=request)
-    texts: dict[str, str | None] = {}
-    pos = 0
-    for p in paths:
-        eol = out.index(b"\n", pos)
-        header = out[pos:eol].split(b" ")
-        pos = eol + 1
-        # "<oid> <type> <size>" then the content and a newline; else "<name> missing"
-        if len(header) == 3 and header[2].isdigit() and re.fullmatch(rb"[0-9a-f]{40,64}",
-                                                                      header[0]):
-            size = int(header[2])
-            if header[1] == b"blob":
-                texts[p] = out[pos:pos + size].decode("utf-8", "replace")
-            else:
-                texts[p] = None
-            pos += size + 1
-        else:
-            texts[p] = None
-    return texts
+    return {p: obj[1].decode("utf-8", "replace") if obj and obj[0] == b"blob" else None
+            for p, obj in zip(paths, batch_objects(out, len(paths)), strict=True)}
 
 
 def _layers(exp: str) -> list[str]:

@@ -97,3 +97,26 @@ def git_env(author: tuple[str, str], home: Path) -> dict[str, str]:
         env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader",
                    GIT_CONFIG_VALUE_0=f"AUTHORIZATION: basic {basic}")
     return env
+
+
+_OID = re.compile(rb"[0-9a-f]{40,64}")
+
+
+def batch_objects(raw: bytes, count: int) -> list[tuple[bytes, bytes] | None]:
+    """The `count` answers in `git cat-file --batch` output, in order: (type, content)
+    for an object, None for a name git could not resolve ("<name> missing",
+    "<name> ambiguous")."""
+    out: list[tuple[bytes, bytes] | None] = []
+    pos = 0
+    for _ in range(count):
+        eol = raw.index(b"\n", pos)
+        header = raw[pos:eol].split(b" ")
+        pos = eol + 1
+        # "<oid> <type> <size>", then the content and a newline
+        if len(header) == 3 and header[2].isdigit() and _OID.fullmatch(header[0]):
+            size = int(header[2])
+            out.append((header[1], raw[pos:pos + size]))
+            pos += size + 1
+        else:
+            out.append(None)
+    return out

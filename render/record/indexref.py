@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from render.errors import FatalError
+from render.record.gitcmd import batch_objects
 from render.record.index import ENTRY_SUFFIX, INDEX_DIR, parse_entry
 from render.record.runrecord import RunRecord
 
@@ -92,17 +93,11 @@ def entries_at(repo: Path, ref: str) -> IndexAt:
     if not blobs:
         return found
     raw = _git(repo, "cat-file", "--batch", stdin="".join(f"{o}\n" for o, _ in blobs).encode())
-    pos = 0
-    for _oid, path in blobs:
-        eol = raw.index(b"\n", pos)
-        header = raw[pos:eol].split(b" ")
-        pos = eol + 1
-        if len(header) != 3 or not header[2].isdigit():
+    for (_oid, path), obj in zip(blobs, batch_objects(raw, len(blobs)), strict=True):
+        if obj is None:
             found.problems.append(f"{path}: cannot be read at {commit[:12]}")
             continue
-        size = int(header[2])
-        text = raw[pos:pos + size].decode("utf-8", "replace")
-        pos += size + 1
+        text = obj[1].decode("utf-8", "replace")
         try:
             record = parse_entry(text, path)
         except FatalError as exc:

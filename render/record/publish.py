@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from render.errors import FatalError
 from render.record import index
-from render.record.gitcmd import GitError, git_env, redact, run_git
+from render.record.gitcmd import GitError, batch_objects, git_env, redact, run_git
 from render.record.index import INDEX_DIR
 from render.record.runrecord import RunRecord
 from render.record.trust import StoredRecord, Verify
@@ -425,11 +425,12 @@ class _Session:
         listing = self._git(["--literal-pathspecs", "ls-tree", "-z", "HEAD", "--", *paths])
         oids = _blobs(listing)
         texts = self._texts(list(oids.values()))
-        return {p: texts[oids[p]] if p in oids else None for p in paths}
+        return {p: texts.get(oids[p]) if p in oids else None for p in paths}
 
     def _texts(self, oids: list[str]) -> dict[str, str]:
         """The text of these blobs, those a partial clone lacks fetched in one round
-        trip (what git's own lazy fetch runs, for all of them at once)."""
+        trip (what git's own lazy fetch runs, for all of them at once); a blob git
+        cannot read is left out."""
         if oids and self.partial:
             self._git(["-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet",
                        "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
@@ -438,18 +439,11 @@ class _Session:
         return {oid: data.decode("utf-8", "replace") for oid, data in self._cat(oids).items()}
 
     def _cat(self, oids: list[str]) -> dict[str, bytes]:
+        """The content of these objects (an object git cannot read is left out)."""
         raw = self._git_bytes(["cat-file", "--batch"],
                               input="".join(f"{o}\n" for o in oids).encode())
-        out: dict[str, bytes] = {}
-        pos = 0
-        for oid in oids:
-            eol = raw.index(b"\n", pos)
-            header = raw[pos:eol].split()
-            pos = eol + 1
-            size = int(header[2])
-            out[oid] = raw[pos : pos + size]
-            pos += size + 1
-        return out
+        return {oid: obj[1] for oid, obj in zip(oids, batch_objects(raw, len(oids)),
+                                                 strict=True) if obj is not None}
 
     def _boards(self) -> Boards:
         """The leaderboards at HEAD, read from git (`render.browse.leaderboard`)."""
@@ -471,6 +465,10 @@ class _Session:
         key = tuple(sorted(oids.items()))
         if self.boards is None or self.boards[0] != key:
             texts = self._texts(sorted(set(oids.values())))
+            unread = sorted(p for p, oid in oids.items() if oid not in texts)
+            if unread:
+                raise FatalError(f"{unread[0]}: cannot be read from the index remote's "
+                                 "commit (a partial clone that could not fetch it)")
             self.boards = (key, parse_boards({p: texts[oid] for p, oid in oids.items()}))
         return self.boards[1]
 
