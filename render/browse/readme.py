@@ -1,7 +1,7 @@
 """The generated files of `outputs-index/`: the map (`README.md`), one leaderboard per
 dataset (`<dataset>/README.md`, with its top runs compared in `top-runs.svg`), one README
-per dataset/model with a loss chart per run (`<experiment>__<run_id>.svg`), and the run
-log `runs.csv` (`render.browse.runlog`).
+per dataset/model with a loss chart per run (`<experiment>__<run_id>.svg`), and each
+dataset's run log `<dataset>/runs.csv` (`render.browse.runlog`).
 
 Pure functions of the entries and the leaderboards (`render.browse.leaderboard`):
 `render_index(records, boards)` gives every generated file as {path relative to
@@ -81,9 +81,9 @@ _HPARAM_MAX = 6
 def generate(datasets: Iterable[tuple[str, list[RunRecord]]],
              boards: Boards | None = None) -> Iterator[dict[str, str]]:
     """Every generated file, one batch ({path: text}) per dataset as `datasets` yields
-    them (in dataset order, each with all its runs), then the map README, runs.csv and
-    the summary (`render.browse.summary`) in a batch of their own: `ftops index readme`
-    streams this one dataset at a time. Raises FatalError for a record whose
+    them (in dataset order, each with all its runs; its runs.csv included), then the
+    map README and the summary (`render.browse.summary`) in a batch of their own:
+    `ftops index readme` streams this one dataset at a time. Raises FatalError for a record whose
     dataset/model/experiment/run_id cannot name an entry (they name the files)."""
     renderer = Renderer(boards or Boards())
     for dataset, runs in datasets:
@@ -212,6 +212,11 @@ def _dataset_link(dataset: str, prefix: str = "") -> Markdown:
     return Markdown(f"[{esc(dataset)}]({prefix}{dataset}/{README_NAME})")
 
 
+def _runs_link(dataset: str, runs: int) -> Markdown:
+    # the dataset's run count, linking its runs.csv (dataset: an entry path component)
+    return Markdown(f"[{runs}]({dataset}/{RUNS_CSV})")
+
+
 def _counts(counts: dict[str, int]) -> Markdown:
     return Markdown(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none")
 
@@ -221,6 +226,7 @@ def _template(name: str) -> Any:
     if "run_ref" not in env.filters:
         env.filters.update(run_ref=_run_ref, plural=_plural, counts=_counts)
         env.globals.update(model_link=_model_link, dataset_link=_dataset_link,
+                           runs_link=_runs_link,
                            header=README_HEADER, fmt=fmt, RUNS_CSV=RUNS_CSV)
     return env.get_template(name)
 
@@ -264,7 +270,7 @@ def render_top(folders: list[Folder]) -> str:
 
 
 class Renderer:
-    """Renders the READMEs and SVGs of one dataset at a time and collects runs.csv; the
+    """Renders the READMEs, SVGs and runs.csv of one dataset at a time; the
     caches (escaped owners, experiment cells, number formats) live across datasets."""
 
     def __init__(self, boards: Boards) -> None:
@@ -286,19 +292,29 @@ class Renderer:
         ranked_of: dict[str, list[tuple[float, RunRecord]]] = {}
         for value, r in summary.ranked:
             ranked_of.setdefault(r.model, []).append((value, r))
+        folders = []
         for m in summary.models:
             self._model(dataset, m, board, dbest, files)
-            self.folders.append(folder_of(dataset, m.model, m.runs, board,
-                                          ranked_of.get(m.model, []), m.latest))
+            folders.append(folder_of(dataset, m.model, m.runs, board,
+                                     ranked_of.get(m.model, []), m.latest))
         self.leaderboard(dataset, board, summary.runs, [m.model for m in summary.models],
                          len(summary.ranked), summary.ranked[:LEADERBOARD_ROWS], files)
         self.runlog.add(runs)
+        keys = [f.key for f in folders]
+        evals = self.runlog.columns(keys)
+        blocks = self.runlog.blocks(evals, keys)
+        columns = self.runlog.folder_columns()
+        files[f"{dataset}/{RUNS_CSV}"] = self.runlog.header(evals) + "".join(blocks.values())
+        self.folders += [with_csv_chars(f, len(blocks[f.key]), columns[f.key])
+                         for f in folders]
+        self.runlog.forget(keys)  # memory stays bounded by the largest dataset
         return summary
 
     def model(self, dataset: str, runs: list[RunRecord], dbest: RunRecord | None,
               files: dict[str, str]) -> Folder:
         """The README and SVGs of one dataset/model folder (all its `runs`, one model)
-        into `files`, given the dataset's best run; its runs are kept for `runs_csv`.
+        into `files`, given the dataset's best run; its rows are kept in `runlog` for
+        its dataset's runs.csv.
         Returns its summary (without its runs.csv size)."""
         board = self.boards.of(dataset)
         summary = summarize(dataset, runs, board)
@@ -310,15 +326,8 @@ class Renderer:
         return folder_of(dataset, m.model, m.runs, board, summary.ranked, m.latest)
 
     def finish(self) -> dict[str, str]:
-        """The map README, runs.csv and the summary of every dataset rendered."""
-        evals = self.runlog.columns()
-        blocks = self.runlog.blocks(evals)
-        columns = self.runlog.folder_columns()
-        folders = [with_csv_chars(f, len(blocks[f.key]), columns[f.key])
-                   for f in self.folders]
-        return {README_NAME: render_top(folders),
-                RUNS_CSV: self.runlog.header(evals) + "".join(blocks.values()),
-                SUMMARY_NAME: dumps(folders)}
+        """The map README and the summary of every dataset rendered."""
+        return {README_NAME: render_top(self.folders), SUMMARY_NAME: dumps(self.folders)}
 
     def _model(self, dataset: str, m: ModelSummary, board: Leaderboard,
                dbest: RunRecord | None, files: dict[str, str]) -> None:

@@ -1,19 +1,25 @@
-"""`outputs-index/runs.csv`: the run log for tools, one row per run (ids, status, owner,
-dataset, model, key hyperparameters, metrics, every evaluation's numbers, duration,
-GPU-hours, links), for pandas or a spreadsheet. Regenerated with the READMEs by
-`ftops index readme` (`ftops index check` fails when it is stale).
+"""`outputs-index/<dataset>/runs.csv`: each dataset's run log for tools, one row per run
+(ids, status, owner, dataset, model, key hyperparameters, metrics, every evaluation's
+numbers, duration, GPU-hours, links), for pandas or a spreadsheet. Regenerated with the
+READMEs by `ftops index readme` (`ftops index check` fails when one is stale).
 
-Columns are fixed, then one per evaluation number seen in any run (`<evaluation>/<key>`,
-sorted), then the lineage and links. RFC 4180 quoting (what Python's csv module and
-pandas read). No cell can become a spreadsheet formula: a text cell that starts with
-= + - @ (or a tab, a carriage return, or their full-width forms), even after spaces,
-gets a leading apostrophe. Numbers are written as numbers (Python's repr).
+One file per dataset, not one for the whole index: a publish rewrites the file of the
+dataset it touches, so its cost does not grow with the index (one file of every run was
+62 MB at 100,000 runs, read, rewritten and pushed by every publish). All runs in one
+table: `pandas.concat(map(pandas.read_csv, glob("outputs-index/*/runs.csv")))`.
+
+Columns are fixed, then one per evaluation number seen in any run of the dataset
+(`<evaluation>/<key>`, sorted), then the lineage and links. RFC 4180 quoting (what
+Python's csv module and pandas read). No cell can become a spreadsheet formula: a text
+cell that starts with = + - @ (or a tab, a carriage return, or their full-width forms),
+even after spaces, gets a leading apostrophe. Numbers are written as numbers (Python's
+repr).
 
 Rows are written as text directly, with the fields that repeat across runs (names,
-paths, hyperparameter sets) memoised: 100k runs make a 30 MB file in about a second.
-Rows are in README order, so each dataset/model folder's rows are one block of the file;
-a publish keeps the blocks of the folders it does not touch as they are (their sizes
-are in the summary, `render.browse.summary`).
+paths, hyperparameter sets) memoised: 100k runs make 30 MB of rows in about a second.
+Rows are in README order, so each dataset/model folder's rows are one block of its
+dataset's file; a publish keeps the blocks of the folders it does not touch as they are
+(their sizes are in the summary, `render.browse.summary`).
 """
 
 from __future__ import annotations
@@ -150,9 +156,10 @@ class RunLog:
         return self._fields[json.dumps(value, sort_keys=True, separators=(",", ":"),
                                        default=str)]
 
-    def columns(self) -> list[str]:
-        """The evaluation columns of the runs added, sorted (as the header has them)."""
-        return sorted(set().union(*self._folder_columns.values()))
+    def columns(self, folders: Iterable[tuple[str, str]]) -> list[str]:
+        """The evaluation columns of these dataset/model folders' runs, sorted (as the
+        header has them)."""
+        return sorted(set().union(*(self._folder_columns[k] for k in folders)))
 
     def folder_columns(self) -> dict[tuple[str, str], list[str]]:
         """The evaluation columns each dataset/model folder's runs fill, sorted."""
@@ -163,13 +170,14 @@ class RunLog:
         return ",".join([*_FIRST, *KEY_HYPERPARAMETERS, *_METRICS,
                          *(self._fields[c] for c in evals), *_LAST]) + "\n"
 
-    def blocks(self, evals: list[str]) -> dict[tuple[str, str], str]:
-        """The rows of each dataset/model folder (each row ending in a newline) laid
-        out for these evaluation columns (a superset of those the rows fill), in file
-        order: a folder's rows are one contiguous block of runs.csv."""
+    def blocks(self, evals: list[str], folders: Iterable[tuple[str, str]]
+               ) -> dict[tuple[str, str], str]:
+        """The rows of each of these dataset/model folders (each row ending in a
+        newline) laid out for these evaluation columns (a superset of those the rows
+        fill), in file order: a folder's rows are one contiguous block of runs.csv."""
         blank = "," * len(evals)  # between head and tail: the empty evaluation cells
         out: dict[tuple[str, str], str] = {}
-        for folder in sorted(self._folders):
+        for folder in sorted(folders):
             lines = []
             for head, tail, ev in self._folders[folder]:
                 if ev is None:
@@ -180,6 +188,13 @@ class RunLog:
             out[folder] = "".join(lines)
         return out
 
+    def forget(self, folders: Iterable[tuple[str, str]]) -> None:
+        """Drop these folders' rows (their dataset's file is written)."""
+        for k in folders:
+            self._folders.pop(k, None)
+            self._folder_columns.pop(k, None)
+
     def text(self) -> str:
-        evals = self.columns()
-        return self.header(evals) + "".join(self.blocks(evals).values())
+        """The CSV of every run added (one dataset's file when they are one dataset's)."""
+        evals = self.columns(self._folders)
+        return self.header(evals) + "".join(self.blocks(evals, self._folders).values())

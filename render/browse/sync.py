@@ -11,8 +11,10 @@ bounded by the largest dataset, and a file is rewritten only when its bytes chan
 change to some dataset/model folders, regenerating only what they affect from them and
 the summary (`render.browse.update`).
 
-Generated names: `README.md`, `runs.csv` and `summary.jsonl` at the top, `README.md` and
-`*.svg` in each dataset folder and in each dataset/model folder.
+Generated names: `README.md` and `summary.jsonl` at the top, `README.md`, `runs.csv` and
+`*.svg` in each dataset folder, `README.md` and `*.svg` in each dataset/model folder. A
+`runs.csv` at the top (one for every run, written before each dataset had its own) is a
+generated file no entry produces any more: regenerating removes it.
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ from render.browse.update import NeedsFull, OnDisk, Tree, updated_files
 from render.fsutil import atomic_write, confined, create_new
 from render.record.index import load_by_dataset
 
-TOP_FILES = (README_NAME, RUNS_CSV, SUMMARY_NAME)  # the generated files at the top
+TOP_FILES = (README_NAME, SUMMARY_NAME)  # the generated files at the top
+_TOP_NAMES = (*TOP_FILES, RUNS_CSV)  # and one written before (removed as stale)
 
 
 def write_readme(root: Path, boards: Boards | None = None) -> Path:
     """Regenerate every generated file under `root` from the entry files: the map
-    (README.md), runs.csv, one leaderboard README per dataset (and the SVG of its top
-    runs), one README per dataset/model and one SVG loss chart per run with loss
+    (README.md), the summary, one leaderboard README and runs.csv per dataset (and the
+    SVG of its top runs), one README per dataset/model and one SVG loss chart per run with loss
     points; remove generated files that no entry produces any more (entry JSON files
     are never touched). Returns the path of the top README. `boards` defaults to the
     leaderboards of the repository `root` is in (`root.parent`).
@@ -97,14 +100,14 @@ def _scan_generated(root: Path) -> dict[str, bool]:
     base = str(root)
     with os.scandir(base) as top:
         for d in top:
-            if d.name in TOP_FILES:
+            if d.name in _TOP_NAMES:
                 found[d.name] = d.is_file(follow_symlinks=False)
             if d.name.startswith(".") or not d.is_dir(follow_symlinks=False):
                 continue
             with os.scandir(d.path) as models:
                 for m in models:
                     is_dir = m.is_dir(follow_symlinks=False)
-                    if not is_dir and _generated_name(m.name):
+                    if not is_dir and (_generated_name(m.name) or m.name == RUNS_CSV):
                         found[f"{d.name}/{m.name}"] = m.is_file(follow_symlinks=False)
                     if m.name.startswith(".") or not is_dir:
                         continue
@@ -158,10 +161,16 @@ def _scan_scope(root: Path, scope: list[str]) -> dict[str, bool]:
             continue
         with it:
             for f in it:
-                if (f.name in TOP_FILES if not folder else _generated_name(f.name)) \
-                        and not f.is_dir(follow_symlinks=False):
+                if not f.is_dir(follow_symlinks=False) and _in_scope(folder, f.name):
                     found[folder + f.name] = f.is_file(follow_symlinks=False)
     return found
+
+
+def _in_scope(folder: str, name: str) -> bool:
+    """Whether `name` in this folder of `_scan_scope` is a generated name."""
+    if not folder:
+        return name in _TOP_NAMES
+    return _generated_name(name) or (name == RUNS_CSV and folder.count("/") == 1)
 
 
 def _sync_files(

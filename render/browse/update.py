@@ -4,13 +4,14 @@ than from every entry: the publisher's step (`render.browse.sync.update_readme`)
 
 `updated_files` renders each changed folder's README and SVGs; the other model READMEs
 of its dataset only when the dataset's best run changed (every model README names it);
-each changed dataset's leaderboard (its best runs read from their entries); the map
-README, runs.csv (an untouched folder's rows are kept as they are: the summary says
-where they are) and the summary itself. Every file is what a full regeneration from all
-entries (`write_readme`) gives, byte for byte; where the summary cannot say, it raises
-`NeedsFull` and the caller regenerates everything: no summary or not one this version
-writes, a leaderboard changed since it was written, runs.csv's evaluation columns
-change, or runs.csv is not the one it describes.
+each changed dataset's leaderboard (its best runs read from their entries) and runs.csv
+(an untouched folder's rows are kept as they are: the summary says where they are;
+every folder of the dataset is rendered when the file's evaluation columns change or it
+is not the one the summary describes); the map README and the summary itself. Every
+file is what a full regeneration from all entries (`write_readme`) gives, byte for
+byte; where the summary cannot say, it raises `NeedsFull` and the caller regenerates
+everything: no summary or not one this version writes, or a leaderboard changed since
+it was written.
 
 Entries outside the changed folders are read only where needed, through a `Tree`: the
 publisher's adds folders to its sparse checkout and reads single entries from git
@@ -89,13 +90,10 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
     for f in before.values():
         if f.board != board_of(boards.of(f.dataset)):
             raise NeedsFull(f"the leaderboard of {f.dataset} changed since the summary")
-    old_csv = _read(root / RUNS_CSV)
-    if old_csv is None:
-        raise NeedsFull(f"no {RUNS_CSV}")
     renderer = Renderer(boards)
+    runlog = renderer.runlog
     after = dict(before)
     loaded: dict[tuple[str, str], list[RunRecord]] = {}
-    rendered: dict[tuple[str, str], Folder] = {}
     files: dict[str, str] = {}
     scope = [""]
 
@@ -105,10 +103,21 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
             if (d, m) not in loaded:
                 loaded[(d, m)] = load_folder(root, d, m)
 
+    def render(dataset: str, models: list[str], dbest: RunRecord | None,
+               rendered: set[tuple[str, str]]) -> None:
+        """The README and SVGs of these folders of `dataset` (those with runs), their
+        rows kept in `runlog`."""
+        for m in models:
+            if loaded[(dataset, m)] and (dataset, m) not in rendered:
+                after[(dataset, m)] = renderer.model(dataset, loaded[(dataset, m)], dbest,
+                                                     files)
+                rendered.add((dataset, m))
+
     for dataset, group in groupby(sorted(set(changed)), key=itemgetter(0)):
         board = boards.of(dataset)
         models = [m for _, m in group]
-        best_before = dataset_top([f for k, f in before.items() if k[0] == dataset], 1)
+        old = {k: f for k, f in before.items() if k[0] == dataset}
+        best_before = dataset_top(list(old.values()), 1)
         load([(dataset, m) for m in models])
         for m in models:
             runs = loaded[(dataset, m)]
@@ -121,37 +130,44 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
         folders = [f for k, f in sorted(after.items()) if k[0] == dataset]
         if dataset_top(folders, 1) != best_before:  # every model README names the best
             models = [f.model for f in folders]
-            load([(dataset, m) for m in models])
+        load([(dataset, m) for m in models])
         scope += [f"{dataset}/{m}/" for m in models]  # a folder left empty included
-        models = [m for m in models if loaded[(dataset, m)]]
         shown = _records(root, dataset_top(folders), loaded, tree)
         dbest = shown[0][1] if shown else None
-        for m in models:
-            rendered[(dataset, m)] = renderer.model(dataset, loaded[(dataset, m)], dbest,
-                                                    files)
-            after[(dataset, m)] = rendered[(dataset, m)]
+        rendered: set[tuple[str, str]] = set()
+        render(dataset, models, dbest, rendered)
         folders = [f for k, f in sorted(after.items()) if k[0] == dataset]
         scope.append(f"{dataset}/")
-        if folders:
-            renderer.leaderboard(dataset, board, sum(f.runs for f in folders),
-                                 [f.model for f in folders], sum(f.ranked for f in folders),
-                                 shown, files)
+        if not folders:
+            continue
+        renderer.leaderboard(dataset, board, sum(f.runs for f in folders),
+                             [f.model for f in folders], sum(f.ranked for f in folders),
+                             shown, files)
+        # runs.csv: the rows of the folders rendered, the others' rows kept as they are
+        # unless the file cannot be split by the summary or its columns change (every
+        # row is then laid out anew, from every folder of the dataset)
+        keys = [f.key for f in folders]
+        columns = runlog.folder_columns()
+        evals = _columns([f if f.key not in rendered else
+                          with_csv_chars(f, 0, columns[f.key]) for f in folders])
+        kept = (_blocks(_read(root / dataset / RUNS_CSV), runlog.header(evals), old)
+                if evals == _columns(old.values()) else None)
+        if kept is None:
+            load(keys)
+            scope += [f"{d}/{m}/" for d, m in keys if (d, m) not in rendered]
+            render(dataset, [m for _, m in keys], dbest, rendered)
+            columns = runlog.folder_columns()
+            evals = runlog.columns(keys)
+            kept = {}
+        blocks = runlog.blocks(evals, [k for k in keys if k in rendered])
+        for k in blocks:
+            after[k] = with_csv_chars(after[k], len(blocks[k]), columns[k])
+        files[f"{dataset}/{RUNS_CSV}"] = runlog.header(evals) + "".join(
+            blocks[k] if k in rendered else kept[k] for k in keys)
+        runlog.forget(blocks)
 
-    evals = _columns(before.values())
-    columns = renderer.runlog.folder_columns()
-    for k, f in rendered.items():
-        after[k] = with_csv_chars(f, 0, columns[k])
-    if _columns(after.values()) != evals:  # every row would change
-        raise NeedsFull(f"the evaluation columns of {RUNS_CSV} change")
-    kept = _blocks(old_csv, renderer.runlog.header(evals), before)
-    blocks = renderer.runlog.blocks(evals)
-    for k, f in rendered.items():
-        after[k] = with_csv_chars(f, len(blocks[k]), columns[k])
-    csv = [renderer.runlog.header(evals)]
-    csv += [blocks[k] if k in rendered else kept[k] for k in sorted(after)]
     summary = list(after.values())
-    files.update({README_NAME: render_top(summary), RUNS_CSV: "".join(csv),
-                  SUMMARY_NAME: dumps(summary)})
+    files.update({README_NAME: render_top(summary), SUMMARY_NAME: dumps(summary)})
     return files, scope
 
 
@@ -177,20 +193,19 @@ def _columns(folders: Iterable[Folder]) -> list[str]:
     return sorted({c for f in folders for c in f.eval_columns})
 
 
-def _blocks(text: str, header: str, folders: dict[tuple[str, str], Folder]
-            ) -> dict[tuple[str, str], str]:
-    """Each folder's rows in the runs.csv `text` the summary describes."""
-    if not text.startswith(header):
-        raise NeedsFull(f"{RUNS_CSV} does not start with the header the summary gives")
+def _blocks(text: str | None, header: str, folders: dict[tuple[str, str], Folder]
+            ) -> dict[tuple[str, str], str] | None:
+    """Each folder's rows in the runs.csv `text` of a dataset that the summary
+    describes (`folders`: the dataset's); None when the text is not that file."""
+    if text is None or not text.startswith(header):
+        return None
     out = {}
     pos = len(header)
     for key in sorted(folders):
         end = pos + folders[key].csv_chars
         out[key] = text[pos:end]
         pos = end
-    if pos != len(text):
-        raise NeedsFull(f"{RUNS_CSV} is not the size the summary gives")
-    return out
+    return out if pos == len(text) else None
 
 
 def _records(root: Path, top: list[tuple[float, RunRef]],

@@ -31,13 +31,16 @@ from render.record.runrecord import RunRecord
 _REV = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._/^~@{}-]*$")
 _REGULAR = {"100644", "100755"}
 # What `ftops index readme` generates (render.browse: the READMEs and charts anywhere,
-# runs.csv and summary.jsonl at the top): regenerating them is not an edit to flag.
+# summary.jsonl at the top, runs.csv in each dataset folder, and at the top before that):
+# regenerating them is not an edit to flag.
 _GENERATED = (".md", ".svg")
 _GENERATED_TOP = frozenset((f"{INDEX_DIR}/runs.csv", f"{INDEX_DIR}/summary.jsonl"))
 
 
 def _generated(path: str) -> bool:
-    return path.endswith(_GENERATED) or path in _GENERATED_TOP
+    return (path.endswith(_GENERATED) or path in _GENERATED_TOP
+            or (path.startswith(f"{INDEX_DIR}/") and path.count("/") == 2
+                and path.endswith("/runs.csv")))
 
 
 @dataclass

@@ -3,8 +3,8 @@ concurrency.
 
 Everything is plain git, run from a scratch shallow clone, partial where the server
 allows it (`--filter=blob:none`: a blob is fetched when checked out) and sparse: only
-the files at the top of `outputs-index/` (the map, runs.csv, the summary), the
-leaderboard settings and the folders the records land in are checked out, so a publish
+the files at the top of `outputs-index/` (the map, the summary), the leaderboard
+settings and the folders the records land in are checked out, so a publish
 costs the same at 100 entries or 100,000:
 
 1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, check out
@@ -12,8 +12,8 @@ costs the same at 100 entries or 100,000:
    into the entry files this call's records and the staged records of other publishers
    that it can verify (3.) with the lifecycle rule (`index.merge_entry`), regenerate
    what the changed folders affect with `render.browse.sync.update_readme` (their
-   READMEs and SVG loss curves, their datasets' leaderboards, the map README, runs.csv
-   and the summary, each exactly what a full regeneration from every entry gives; the
+   READMEs and SVG loss curves, their datasets' leaderboards and runs.csv, the map
+   README and the summary, each exactly what a full regeneration from every entry gives; the
    few entries of other folders it reads are added to the checkout; never
    hand-merged), commit, and push the branch together with the deletion of the swept
    staged refs in one `git push --atomic`. A push rejected because the branch moved is retried after
@@ -376,7 +376,7 @@ class _Session:
                    "--single-branch", "--no-tags", "--no-checkout", "--filter=blob:none",
                    "--config", "core.sparseCheckoutCone=true", "--config", "index.sparse=true",
                    # a scratch clone: its objects are written once and pushed, so
-                   # deflating them on `git add` (runs.csv is tens of MB) is waste
+                   # deflating them on `git add` (a runs.csv is megabytes) is waste
                    "--config", "core.looseCompression=0",
                    "--", self.remote, str(self.clone)], cwd=self.clone.parent)
         # fmt: on
@@ -386,8 +386,8 @@ class _Session:
 
     def _checkout(self, folders: list[tuple[str, str]]) -> None:
         """Check out the entries and generated files of these dataset/model folders,
-        and with them (cone mode) the files at the top of outputs-index/ (the map,
-        runs.csv, the summary) and of their dataset folders (the leaderboards). Other
+        and with them (cone mode) the files at the top of outputs-index/ (the map, the
+        summary) and of their dataset folders (the leaderboards, runs.csv). Other
         folders stay out of the working tree (and, in a partial clone, out of the
         clone) unless `folders` adds them."""
         # names are entry path components (index.check_key): plain relative paths

@@ -104,8 +104,10 @@ def test_readmes_rank_by_each_datasets_board() -> None:
     boards = Boards(by_dataset={"alpaca": Leaderboard("holdout/bleu-4", "higher")})
     files = render_index(runs, boards)
     top = files["README.md"]
-    assert "| [alpaca](alpaca/README.md) | 2 | BLEU-4 (holdout) ↑ | **30** |" in top
-    assert "| [wiki](wiki/README.md) | 2 | eval loss ↓ | **1** | sft_lora_lr1e-4_v1 · w2 |" in top
+    assert ("| [alpaca](alpaca/README.md) | [2](alpaca/runs.csv) | BLEU-4 (holdout) ↑ "
+            "| **30** |") in top
+    assert ("| [wiki](wiki/README.md) | [2](wiki/runs.csv) | eval loss ↓ | **1** "
+            "| sft_lora_lr1e-4_v1 · w2 |") in top
     alpaca = files["alpaca/README.md"]
     assert "Runs are ranked by **BLEU-4 (holdout)** (higher is better; the default)." in alpaca
     first, second = [ln for ln in alpaca.splitlines() if ln.startswith(("| 1 |", "| 2 |"))]

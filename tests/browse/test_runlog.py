@@ -1,5 +1,6 @@
-"""outputs-index/runs.csv (render.browse.runlog): one row per run that pandas and a
-spreadsheet load as they should, and no cell a spreadsheet would run as a formula."""
+"""outputs-index/<dataset>/runs.csv (render.browse.runlog): one row per run that pandas
+and a spreadsheet load as they should, one file per dataset with that dataset's
+evaluation columns, and no cell a spreadsheet would run as a formula."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ def rec(run_id: str, **kw: Any) -> RunRecord:
 
 
 def rows(runs: list[RunRecord]) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(render_index(runs)["runs.csv"])))
+    """Every dataset's runs.csv rows, in path order."""
+    files = render_index(runs)
+    return [row for path in sorted(files) if path.endswith("/runs.csv")
+            for row in csv.DictReader(io.StringIO(files[path]))]
 
 
 def sample() -> list[RunRecord]:
@@ -59,26 +63,42 @@ def test_one_row_per_run_with_its_numbers() -> None:
     assert r1["tracker_url"].startswith("https://mlflow.example.com/")
     assert r1["entry"] == "alpaca/llama-3.1-8b/sft_lora_lr1e-4_v1__r1.json"
     r2 = table[2]
-    assert (r2["exit_code"], r2["message"], r2["holdout/bleu-4"]) == ("137", "OOM, killed", "")
+    assert (r2["exit_code"], r2["message"]) == ("137", "OOM, killed")
     assert r2["gpu_hours"] == ""  # no duration
+    assert table[1]["holdout/bleu-4"] == ""  # alpaca's file has the column, r3 no value
+    assert "holdout/bleu-4" not in r2  # wiki's file: no run of wiki was evaluated
+
+
+def test_one_file_per_dataset() -> None:
+    files = render_index(sample())
+    assert sorted(p for p in files if p.endswith(".csv")) == ["alpaca/runs.csv",
+                                                               "wiki/runs.csv"]
+    assert "runs.csv" not in files  # no file of every run at the top
+    assert [r["run_id"] for r in csv.DictReader(io.StringIO(files["wiki/runs.csv"]))] == [
+        "r2"]
+    assert "wiki/runs.csv" in files["README.md"] and "(runs.csv)" in files["wiki/README.md"]
 
 
 def test_pandas_reads_it() -> None:
     import pandas as pd
 
-    frame = pd.read_csv(io.StringIO(render_index(sample())["runs.csv"]))
+    files = render_index(sample())
+    # every run in one table, as runlog's docstring says
+    frame = pd.concat([pd.read_csv(io.StringIO(files[p])) for p in sorted(files)
+                       if p.endswith("/runs.csv")], ignore_index=True)
     assert list(frame["run_id"]) == ["r1", "r3", "r2"]
     assert frame["eval_loss"].dtype == float and frame.loc[0, "holdout/bleu-4"] == 12.5
-    assert frame.loc[0, "gpu_hours"] == 32.0
+    assert frame.loc[0, "gpu_hours"] == 32.0 and pd.isna(frame.loc[2, "holdout/bleu-4"])
 
 
 def test_deterministic_for_any_order() -> None:
     runs = sample()
-    first = render_index(runs)["runs.csv"]
+    first = {p: t for p, t in render_index(runs).items() if p.endswith(".csv")}
     for seed in range(3):
         shuffled = runs[:]
         random.Random(seed).shuffle(shuffled)
-        assert render_index(shuffled)["runs.csv"] == first
+        assert {p: t for p, t in render_index(shuffled).items() if p.endswith(".csv")
+                } == first
 
 
 FORMULAS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-1+2", "@SUM(A1)", "\t=1",
@@ -87,7 +107,7 @@ FORMULAS = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-1+2", "@SUM(A1)", "\t
 
 def test_a_column_name_cannot_be_a_formula_either() -> None:
     r = rec("r1", evaluations={"=x": Evaluation("succeeded", 0, "d", 1, {"bleu-4": 1.0})})
-    header = next(csv.reader(io.StringIO(render_index([r])["runs.csv"])))
+    header = next(csv.reader(io.StringIO(render_index([r])["alpaca/runs.csv"])))
     assert "'=x/bleu-4" in header  # (entries refuse such a name; a record made elsewhere)
 
 
@@ -95,7 +115,7 @@ def test_a_column_name_cannot_be_a_formula_either() -> None:
 def test_no_cell_becomes_a_formula(text: str) -> None:
     r = rec("r1", owner=text, message=text, hyperparameters={"learning_rate": text},
             evaluations={"holdout": Evaluation("succeeded", 0, text, 1, {text: 1.0}, text)})
-    raw = render_index([r])["runs.csv"]
+    raw = render_index([r])["alpaca/runs.csv"]
     table = list(csv.reader(io.StringIO(raw)))
     assert len(table) == 2 and len(table[0]) == len(table[1])
     header, row = table

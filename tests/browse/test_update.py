@@ -106,7 +106,7 @@ def test_a_run_that_is_not_the_best_regenerates_only_its_folder(
     assert after == full(tmp_path, [*runs, new])
     changed = {p for p in after if before.get(p) != after[p]}
     assert changed == {
-        "README.md", "runs.csv", "summary.jsonl", "wiki/README.md",
+        "README.md", "summary.jsonl", "wiki/README.md", "wiki/runs.csv",
         "wiki/qwen2.5-7b/README.md", "wiki/qwen2.5-7b/sft_lora_lr1e-4_v1__r900.json",
         "wiki/qwen2.5-7b/sft_lora_lr1e-4_v1__r900.svg",
     }
@@ -145,7 +145,7 @@ def test_new_folders_and_several_records_at_once(
     assert snapshot(root) == full(tmp_path, [*runs[1:], *new])
 
 
-def test_a_new_evaluation_column_falls_back_to_a_full_regeneration(
+def test_a_new_evaluation_column_rewrites_its_datasets_runs_csv_only(
         index: tuple[Path, list[RunRecord]], tmp_path: Path) -> None:
     root, runs = index
     new = make_record("r902", dataset="wiki", model="gemma-2-2b",
@@ -153,10 +153,17 @@ def test_a_new_evaluation_column_falls_back_to_a_full_regeneration(
                       metrics=Metrics(eval_loss=1.5),
                       evaluations={"holdout": Evaluation("succeeded", 0, "x", 4,
                                                          {"bleu-4": 12.5})})
+    before = snapshot(root)
     fetched: list[str] = []
     publish_locally(root, [new], fetched=fetched)
-    assert "" in fetched  # everything was asked for: runs.csv gained a column
     assert snapshot(root) == full(tmp_path, [*runs, new])
+    # wiki's runs.csv gained a column, so every row of it is laid out anew: every wiki
+    # folder was asked for, and nothing outside wiki/ (nor the whole index)
+    assert "" not in fetched
+    assert {p for p in fetched if p.endswith("/")} == {f"wiki/{m}/" for m in MODELS}
+    after = snapshot(root)
+    assert b"holdout/bleu-4" in after["wiki/runs.csv"].partition(b"\n")[0]
+    assert not [p for p in after if p.startswith("alpaca/") and before.get(p) != after[p]]
 
 
 @pytest.mark.parametrize("damage", ["missing", "tampered", "not json", "hostile name",

@@ -92,7 +92,7 @@ def test_demo_end_to_end_publishes_to_bare_remote(repo: tuple[Path, Path], tmp_p
     model = (index / "demo/tiny-llama/README.md").read_text()
     assert "| BLEU-4 (holdout) ↑ | eval loss | links |" in model
     assert f"[predictions]({predictions.as_uri()})" in model
-    log = next(csv.DictReader(io.StringIO((index / "runs.csv").read_text())))
+    log = next(csv.DictReader(io.StringIO((index / "demo/runs.csv").read_text())))
     assert float(log["holdout/bleu-4"]) == holdout.metrics["bleu-4"]
     assert main(["--repo", str(checkout), "index", "check"]) == 0
     # a second launch never overwrites the run

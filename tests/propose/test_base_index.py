@@ -109,7 +109,8 @@ def test_plan_lists_each_index_edit(repo: Path, capsys: pytest.CaptureFixture[st
     forged = repo / MODEL_INDEX / "sft_full_ds3_lr1e-5_v1__0123456789.json"
     forged.write_text(entry_of(repo).read_text())
     # what `ftops index readme` regenerates is not an edit (browse's names: one list)
-    for name in (RUNS_CSV, SUMMARY_NAME):
+    # (a dataset's runs.csv, and the one runs.csv at the top that came before them)
+    for name in (RUNS_CSV, SUMMARY_NAME, f"alpaca_en/{RUNS_CSV}"):
         (repo / "outputs-index" / name).write_text("regenerated\n")
     edits = edits_since(repo, "main")
     assert [what for what, _ in edits] == ["added", "modified"]  # by path

@@ -47,7 +47,7 @@ def test_publish_one_record(remote: Path, tmp_path: Path) -> None:
     # leaderboard, the model README, the SVG
     assert generated(remote) == render_index([r])
     assert set(generated(remote)) == {
-        "README.md", "runs.csv", "summary.jsonl", "alpaca/README.md",
+        "README.md", "summary.jsonl", "alpaca/README.md", "alpaca/runs.csv",
         "alpaca/llama-3.1-8b/README.md", "alpaca/llama-3.1-8b/sft__r1.svg"
     }
     model = show(remote, "outputs-index/alpaca/llama-3.1-8b/README.md")
@@ -144,8 +144,8 @@ def test_concurrent_publishers_lose_nothing(remote: Path, tmp_path: Path) -> Non
     expected = render_index(runs)
     assert generated(remote) == expected
     # 25 run charts, the top runs of each dataset, 6 model READMEs, 2 dataset READMEs,
-    # the map, runs.csv and the summary
-    assert sum(k.endswith(".svg") for k in expected) == 27 and len(expected) == 38
+    # their 2 runs.csv files, the map and the summary
+    assert sum(k.endswith(".svg") for k in expected) == 27 and len(expected) == 39
     # linear history of fast-forwards (no merge commits); staged records landed in
     # batches by whoever pushed first, so fewer than 30 commits
     count = git("--git-dir", str(remote), "rev-list", "--count", "--merges", "main")
@@ -400,13 +400,13 @@ def test_a_publish_touches_only_what_its_folder_affects(remote: Path, tmp_path: 
     changed = set(git("--git-dir", str(remote), "diff", "--name-only", "main~1", "main",
                       "--", "outputs-index/").split())
     assert changed == {f"outputs-index/{p}" for p in (
-        "README.md", "runs.csv", "summary.jsonl", "alpaca/README.md",
+        "README.md", "summary.jsonl", "alpaca/README.md", "alpaca/runs.csv",
         "alpaca/top-runs.svg",  # b1 is among alpaca's top 5, compared there
         "alpaca/qwen2.5-7b/README.md", "alpaca/qwen2.5-7b/sft__b1.json",
         "alpaca/qwen2.5-7b/sft__b1.svg")}
     after = generated(remote)
     assert after == render_index([*first, new])
-    assert {k: v for k, v in after.items() if not k.startswith(("alpaca/", "README", "runs",
+    assert {k: v for k, v in after.items() if not k.startswith(("alpaca/", "README",
                                                                "summary"))} == \
         {k: v for k, v in before.items() if not k.startswith(("alpaca/", "README", "runs",
                                                              "summary"))}
