@@ -1,8 +1,9 @@
 """What ftops keeps between its processes, in this user's cache folder.
 
 `$XDG_CACHE_HOME/ftops/<name>` (by default `~/.cache/ftops/<name>`): the compiled
-schema checks (`schema-checks`, see `render.propose.schema`) and the parsed experiment
-files (`parsed-yaml`, see `render.propose.yamlsource`). Both hold `marshal` data, which
+schema checks (`schema-checks`, see `render.propose.schema`), the parsed experiment
+files (`parsed-yaml`, see `render.propose.yamlsource`) and the compiled templates
+(`jinja`, see `render.markdown`). They hold `marshal` data, which
 Python trusts as it trusts its own `__pycache__`: a file is read back only when this
 user owns it and no one else can write it. Writes are atomic; a cache that cannot be
 read or written (a read-only home, a full disk) means "not cached", never an error.
