@@ -55,17 +55,14 @@ def update_readme(root: Path, changed: Iterable[tuple[str, str]],
                   boards: Boards | None = None, tree: Tree | None = None) -> list[str]:
     """After the entries of the `changed` (dataset, model) folders changed, bring the
     generated files under `root` to what `write_readme` would write, regenerating only
-    what those folders affect (`render.browse.update`); `tree` gives the other entries
-    it reads (default: `root` holds them all). Falls back to `write_readme` (after
-    `tree.folders([""])`) where the summary cannot say. Returns the generated paths
-    written or removed."""
+    what those folders affect (`render.browse.update`); `tree` is where it reads them
+    (default: `root`, which holds them all). Falls back to `write_readme` where the
+    summary cannot say. Returns the generated paths written or removed."""
     if boards is None:
         boards = load_boards(root.resolve().parent)
-    tree = tree or OnDisk(root)
     try:
-        files, scope = updated_files(root, changed, boards, tree)
+        files, scope = updated_files(root, changed, boards, tree or OnDisk(root))
     except NeedsFull:
-        tree.folders([""])
         return _sync_generated(root, boards, write=True)
     on_disk = _scan_scope(root, scope)
     differ = _sync_files(root, files, on_disk, write=True)
@@ -161,13 +158,14 @@ def _scan_scope(root: Path, scope: list[str]) -> dict[str, bool]:
             continue
         with it:
             for f in it:
-                if not f.is_dir(follow_symlinks=False) and _in_scope(folder, f.name):
+                if not f.is_dir(follow_symlinks=False) and is_generated(folder, f.name):
                     found[folder + f.name] = f.is_file(follow_symlinks=False)
     return found
 
 
-def _in_scope(folder: str, name: str) -> bool:
-    """Whether `name` in this folder of `_scan_scope` is a generated name."""
+def is_generated(folder: str, name: str) -> bool:
+    """Whether `name` in this folder ("" for the top of outputs-index/, "<dataset>/",
+    "<dataset>/<model>/") is a generated file's name."""
     if not folder:
         return name in _TOP_NAMES
     return _generated_name(name) or (name == RUNS_CSV and folder.count("/") == 1)

@@ -13,9 +13,9 @@ byte; where the summary cannot say, it raises `NeedsFull` and the caller regener
 everything: no summary or not one this version writes, or a leaderboard changed since
 it was written.
 
-Entries outside the changed folders are read only where needed, through a `Tree`: the
-publisher's adds folders to its sparse checkout and reads single entries from git
-(`render.record.publish`); `OnDisk` reads a full tree.
+Everything is read through a `Tree`, and entries outside the changed folders only where
+needed: `OnDisk` reads a full tree, the publisher's reads git objects
+(`render.record.publish`).
 """
 
 from __future__ import annotations
@@ -46,14 +46,19 @@ from render.record.runrecord import RunRecord
 
 
 class Tree(Protocol):
-    """Where the entries outside the changed folders come from."""
+    """Where the index's committed files come from: a folder on disk (`OnDisk`) or the
+    publisher's git objects (`render.record.publish`)."""
 
-    def folders(self, paths: list[str]) -> None:
-        """Make these folders ("<dataset>/<model>/"; "" for all of outputs-index/)
-        present on disk, as committed."""
+    def text(self, rel: str) -> str | None:
+        """The text of a generated file ("summary.jsonl", "<dataset>/runs.csv"); None
+        when there is none or it cannot be read."""
+
+    def load(self, dataset: str, model: str) -> list[RunRecord]:
+        """The entries of one dataset/model folder (none when it is absent); FatalError
+        naming the file for a corrupt one."""
 
     def read(self, rels: list[str]) -> dict[str, str]:
-        """The committed text of these entry files ("<dataset>/<model>/<name>.json")."""
+        """The text of these entry files ("<dataset>/<model>/<name>.json")."""
 
 
 class NeedsFull(Exception):
@@ -61,13 +66,20 @@ class NeedsFull(Exception):
 
 
 class OnDisk:
-    """A `Tree` that is all on disk already."""
+    """A `Tree` that is all on disk."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def folders(self, paths: list[str]) -> None:
-        pass
+    def text(self, rel: str) -> str | None:
+        try:
+            with open(self.root / rel, encoding="utf-8", newline="") as fh:
+                return fh.read()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def load(self, dataset: str, model: str) -> list[RunRecord]:
+        return load_folder(self.root, dataset, model)
 
     def read(self, rels: list[str]) -> dict[str, str]:
         out = {}
@@ -86,7 +98,7 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
     """(every generated file that `changed` folders' entries affect: {path: text}, the
     folders whose generated files were all rendered: "" for the top files, "<dataset>/"
     for a dataset's own, "<dataset>/<model>/"). Raises NeedsFull."""
-    before = {f.key: f for f in _summary(root)}
+    before = {f.key: f for f in _summary(tree)}
     for f in before.values():
         if f.board != board_of(boards.of(f.dataset)):
             raise NeedsFull(f"the leaderboard of {f.dataset} changed since the summary")
@@ -98,10 +110,9 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
     scope = [""]
 
     def load(keys: list[tuple[str, str]]) -> None:
-        tree.folders([f"{d}/{m}/" for d, m in keys if (d, m) not in loaded])
         for d, m in keys:
             if (d, m) not in loaded:
-                loaded[(d, m)] = load_folder(root, d, m)
+                loaded[(d, m)] = tree.load(d, m)
 
     def render(dataset: str, models: list[str], dbest: RunRecord | None,
                rendered: set[tuple[str, str]]) -> None:
@@ -150,7 +161,7 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
         columns = runlog.folder_columns()
         evals = _columns([f if f.key not in rendered else
                           with_csv_chars(f, 0, columns[f.key]) for f in folders])
-        kept = (_blocks(_read(root / dataset / RUNS_CSV), runlog.header(evals), old)
+        kept = (_blocks(tree.text(f"{dataset}/{RUNS_CSV}"), runlog.header(evals), old)
                 if evals == _columns(old.values()) else None)
         if kept is None:
             load(keys)
@@ -171,22 +182,14 @@ def updated_files(root: Path, changed: Iterable[tuple[str, str]], boards: Boards
     return files, scope
 
 
-def _summary(root: Path) -> list[Folder]:
-    text = _read(root / SUMMARY_NAME)
+def _summary(tree: Tree) -> list[Folder]:
+    text = tree.text(SUMMARY_NAME)
     if text is None:
         raise NeedsFull(f"no {SUMMARY_NAME}")
     try:
         return loads(text)
     except (ValueError, RecursionError) as exc:  # whatever it holds: never a crash
         raise NeedsFull(f"{SUMMARY_NAME}: {exc}") from exc
-
-
-def _read(path: Path) -> str | None:
-    try:
-        with open(path, encoding="utf-8", newline="") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError):
-        return None
 
 
 def _columns(folders: Iterable[Folder]) -> list[str]:

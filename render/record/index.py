@@ -181,22 +181,30 @@ def _entry_rels(root: Path) -> list[str]:
 
 def _load_rels(root: Path, rels: list[str]) -> list[RunRecord]:
     base = os.path.join(str(root), "")
-    records: list[RunRecord] = []
-    for rel in rels:
-        shown = f"{root.name}/{rel}"
-        record = _read(base + rel, shown)
-        try:
-            check_key(record)
-        except FatalError as exc:
-            raise FatalError(f"{shown}: {exc}") from exc
-        if rel != record.index_key:
-            raise FatalError(
-                f"{shown}: entry is stored at the wrong path; its content says "
-                f"outputs-index/{record.index_key}. Move it there (git mv) or fix its "
-                "dataset/model/experiment/run_id"
-            )
-        records.append(record)
-    return records
+    return [_placed(_read(base + rel, f"{root.name}/{rel}"), rel, f"{root.name}/{rel}")
+            for rel in rels]
+
+
+def entries_of(texts: dict[str, str], shown: str = INDEX_DIR) -> list[RunRecord]:
+    """The records of these entry texts ({path relative to outputs-index/: text}, e.g.
+    read from git), sorted by path; FatalError naming the file as `load_index`."""
+    return [_placed(parse_entry(texts[rel], f"{shown}/{rel}"), rel, f"{shown}/{rel}")
+            for rel in sorted(texts, key=lambda rel: rel.split("/"))]
+
+
+def _placed(record: RunRecord, rel: str, shown: str) -> RunRecord:
+    """`record`, stored at `rel`, when that is where its content says it belongs."""
+    try:
+        check_key(record)
+    except FatalError as exc:
+        raise FatalError(f"{shown}: {exc}") from exc
+    if rel != record.index_key:
+        raise FatalError(
+            f"{shown}: entry is stored at the wrong path; its content says "
+            f"outputs-index/{record.index_key}. Move it there (git mv) or fix its "
+            "dataset/model/experiment/run_id"
+        )
+    return record
 
 
 def write_entry(root: Path, record: RunRecord) -> Path:

@@ -2,26 +2,31 @@
 concurrency.
 
 Everything is plain git, run from a scratch shallow clone, partial where the server
-allows it (`--filter=blob:none`: a blob is fetched when checked out) and sparse: only
-the files at the top of `outputs-index/` (the map, the summary), the leaderboard
-settings and the folders the records land in are checked out, so a publish
-costs the same at 100 entries or 100,000:
+allows it (`--filter=blob:none`: a blob is fetched when read), with nothing checked out:
+a landing reads the entries of the folders its records land in, the summary and the
+runs.csv files it needs from git objects, and builds its commit from the tip's trees
+with `git fast-import`, so a publish costs the same at 100 entries or 100,000 (writing
+a folder's thousand files to disk was most of a publish on a slow disk):
 
-1. **Land.** Fetch the branch tip and every staged ref, reset onto the tip, check out
-   the dataset/model folders of this call's records and of every staged record, merge
-   into the entry files this call's records and the staged records of other publishers
-   that it can verify (3.) with the lifecycle rule (`index.merge_entry`), regenerate
-   what the changed folders affect with `render.browse.sync.update_readme` (their
-   READMEs and SVG loss curves, their datasets' leaderboards and runs.csv, the map
-   README and the summary, each exactly what a full regeneration from every entry gives; the
-   few entries of other folders it reads are added to the checkout; never
-   hand-merged), commit, and push the branch together with the deletion of the swept
-   staged refs in one `git push --atomic`. A push rejected because the branch moved is retried after
-   jittered exponential backoff: fetch again and replay the merge on the new tip (the
-   result a `git rebase` with those conflict rules would give, without ever stopping
-   in a conflicted state). Whoever lands first lands every staged record it can
-   verify, so N concurrent hooks need a few rounds, not N; a publisher whose records
-   were landed by someone else has nothing left to push.
+1. **Land.** Fetch the branch tip and every staged ref, read the entries of the
+   dataset/model folders of this call's records and of every staged record, merge into
+   them (in memory) this call's records and the staged records of other publishers
+   that it can verify (3.) with the lifecycle rule (`index.merge_entry`'s), regenerate
+   what the changed folders affect with `render.browse.update` (their READMEs and SVG
+   loss curves, their datasets' leaderboards and runs.csv, the map README and the
+   summary, each exactly what a full regeneration from every entry gives; the few
+   entries of other folders it needs are read from git too; never hand-merged), commit
+   the files whose bytes differ from the tip's (and the removal of generated files no
+   entry produces any more; never through a folder that is a symlink on the branch),
+   and push the branch together with the deletion of the swept staged refs in one
+   `git push --atomic`. Where the summary cannot say (none yet, hand-edited, a
+   leaderboard changed), all of outputs-index/ is checked out and regenerated from
+   every entry (`render.browse.sync.write_readme`). A push rejected because the branch
+   moved is retried after jittered exponential backoff: fetch again and replay the
+   merge on the new tip (the result a `git rebase` with those conflict rules would
+   give, without ever stopping in a conflicted state). Whoever lands first lands every
+   staged record it can verify, so N concurrent hooks need a few rounds, not N; a
+   publisher whose records were landed by someone else has nothing left to push.
 2. **Stage** (only after a landing attempt failed, i.e. under contention). The records
    are pushed as a tiny parentless commit (one file, `pending.json`) to a ref of their
    own, `refs/ftops/pending/<unique token>`. A new, uniquely named ref is never
@@ -45,14 +50,15 @@ it or by `reconcile`, which lands every staged set and every stored record the i
 lacks that it can verify.
 
 git runs through `render.record.gitcmd` (list argv, hermetic environment, credentials
-redacted from every message). One module of ~590 lines on purpose: land, stage, wait and
-quarantine are steps of one retry loop that share its budget and scratch clone
-(`_Session`), and reading them apart would hide how they interleave.
+redacted from every message). One module on purpose: land, stage, wait and quarantine
+are steps of one retry loop that share its budget and scratch clone (`_Session`, with
+`_AtTip` its view of the tip), and reading them apart would hide how they interleave.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import random
 import re
@@ -67,6 +73,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from render.errors import FatalError
+from render.fsutil import atomic_write, confined
 from render.record import index
 from render.record.gitcmd import GitError, batch_objects, git_env, redact, run_git
 from render.record.index import INDEX_DIR
@@ -240,6 +247,7 @@ class _Session:
         self.staged_ref = ""
         self.clone = Path()
         self.cone: tuple[str, ...] | None = None  # the folders of the sparse checkout
+        self.tip = ""  # the branch tip fetched by the current landing attempt
         self.written = False  # whether a landing may have left files in the checkout
         self.partial = False  # a partial clone (the server honoured the filter)
         self.boards: tuple[tuple[tuple[str, str], ...], Boards] | None = None  # by blob
@@ -368,15 +376,15 @@ class _Session:
             shutil.rmtree(self.clone, ignore_errors=True)
         # Partial (a blob is fetched when checked out or read) where the server allows
         # it; a server that ignores the filter sends every blob, which only costs time.
-        # A cone-mode sparse checkout with a sparse index: git's work then grows with
-        # the folders checked out, not with the size of the index. Nothing is checked
-        # out here: `_land` sets the cone, then checks out once.
+        # Nothing is checked out: a landing reads git objects and commits with
+        # fast-import. Only the full regeneration checks out outputs-index/ (cone mode,
+        # a sparse index: the rest of the repository stays out).
         # fmt: off
         self._git(["clone", "--quiet", "--depth", "1", "--branch", self.branch,
                    "--single-branch", "--no-tags", "--no-checkout", "--filter=blob:none",
                    "--config", "core.sparseCheckoutCone=true", "--config", "index.sparse=true",
                    # a scratch clone: its objects are written once and pushed, so
-                   # deflating them on `git add` (a runs.csv is megabytes) is waste
+                   # deflating them on `git add` is waste
                    "--config", "core.looseCompression=0",
                    "--", self.remote, str(self.clone)], cwd=self.clone.parent)
         # fmt: on
@@ -384,51 +392,87 @@ class _Session:
         self.partial = self._git(["config", "--get", "--default", "false",
                                   "remote.origin.promisor"]).strip() == "true"
 
-    def _checkout(self, folders: list[tuple[str, str]]) -> None:
-        """Check out the entries and generated files of these dataset/model folders,
-        and with them (cone mode) the files at the top of outputs-index/ (the map, the
-        summary) and of their dataset folders (the leaderboards, runs.csv). Other
-        folders stay out of the working tree (and, in a partial clone, out of the
-        clone) unless `folders` adds them."""
-        # names are entry path components (index.check_key): plain relative paths
-        cone = tuple(sorted({f"{INDEX_DIR}/{d}/{m}" for d, m in folders}))
-        if cone != self.cone:
-            self._git(["sparse-checkout", "set", "--cone", "--sparse-index", *cone])
-            self.cone = cone
+    def _checkout_all(self) -> None:
+        """Check out all of outputs-index/ at the tip (the full regeneration's way,
+        which reads every entry from disk)."""
+        if self.cone != (INDEX_DIR,):
+            self._git(["sparse-checkout", "set", "--cone", "--sparse-index", INDEX_DIR])
+            self.cone = (INDEX_DIR,)
+        self._git(["reset", "--quiet", "--hard", self.tip])
+        if self.written:  # an earlier round wrote files; a fresh checkout has none
+            self._git(["clean", "--quiet", "-fdx", "--", INDEX_DIR])
+        self.written = True
 
-    # -- the index beyond the checkout (render.browse.update.Tree) --------------
+    # -- reading the tip from git ------------------------------------------------
 
-    def folders(self, paths: list[str]) -> None:
-        """Add folders of outputs-index/ ("<dataset>/<model>/", "" for all of it)."""
-        if "" in paths:
-            cone: tuple[str, ...] = (INDEX_DIR,)
-        else:
-            cone = tuple(sorted({*(self.cone or ()),
-                                 *(f"{INDEX_DIR}/{p.rstrip('/')}" for p in paths)}))
-        if cone != self.cone and INDEX_DIR not in (self.cone or ()):
-            self._git(["sparse-checkout", "set", "--cone", "--sparse-index", *cone])
-            self.cone = cone
-
-    def read(self, rels: list[str]) -> dict[str, str]:
-        """The committed text of entry files of outputs-index/ (outside the checkout)."""
-        texts = self._committed([f"{INDEX_DIR}/{rel}" for rel in rels])
-        missing = [rel for rel in rels if texts.get(f"{INDEX_DIR}/{rel}") is None]
-        if missing:
-            raise FatalError(f"{INDEX_DIR}/{missing[0]}: listed in the summary but not "
-                             "committed; regenerate the index with `ftops index readme`")
-        return {rel: texts[f"{INDEX_DIR}/{rel}"] or "" for rel in rels}
-
-    def _committed(self, paths: list[str]) -> dict[str, str | None]:
-        """The text of these files at HEAD (None: no such file), read from git."""
+    def _listing(self, paths: list[str]) -> dict[str, tuple[str, str, str]]:
+        """`git ls-tree` of the tip for these paths (a path ending in "/": the folder's
+        children): {path: (mode, type, object id)}."""
         if not paths:
             return {}
-        listing = self._git(["--literal-pathspecs", "ls-tree", "-z", "HEAD", "--", *paths])
+        return self._parse_listing(self._git(["--literal-pathspecs", "ls-tree", "-z",
+                                              "--full-tree", self.tip, "--", *paths]))
+
+    @staticmethod
+    def _parse_listing(listing: str) -> dict[str, tuple[str, str, str]]:
+        out: dict[str, tuple[str, str, str]] = {}
+        for item in listing.split("\0"):
+            meta, _, path = item.partition("\t")
+            parts = meta.split(" ")
+            if len(parts) == 3 and path:
+                out[path] = (parts[0], parts[1], parts[2])
+        return out
+
+    def _no_links(self, paths: set[str]) -> None:
+        """FatalError when a folder above one of these paths (outputs-index/ and
+        below) is a symlink or a file on the tip: what is written under it would
+        replace it (ftops never writes through a link in outputs-index/)."""
+        folders = {p[:i] for p in paths for i, c in enumerate(p) if c == "/"}
+        parents = sorted({f.rpartition("/")[0] for f in folders})
+        listing = self._listing([f"{q}/" for q in parents if q])
+        if "" in parents:  # the repository's top: outputs-index itself
+            top = self._git(["ls-tree", "-z", "--full-tree", self.tip])
+            listing.update(self._parse_listing(top))
+        for path, (mode, kind, _) in sorted(listing.items()):
+            if path in folders and kind != "tree":
+                what = "a symbolic link" if mode == "120000" else "not a folder"
+                raise FatalError(f"{path} is {what} on the index branch; ftops does not "
+                                 "follow links in outputs-index/ (it could point outside "
+                                 "it): replace it with a real folder, or remove it")
+
+    def _entry_texts(self, folders: list[tuple[str, str]]) -> dict[str, str]:
+        """The committed entry texts of these dataset/model folders at the tip, {index
+        key: text}; FatalError naming an entry git cannot read as UTF-8 text."""
+        listing = self._listing([f"{INDEX_DIR}/{d}/{m}/" for d, m in folders])
+        oids = {path: oid for path, (_, kind, oid) in listing.items()
+                if kind == "blob" and path.endswith(index.ENTRY_SUFFIX)}
+        data = self._cat_fetched(sorted(set(oids.values())))
+        out = {}
+        for path, oid in oids.items():
+            try:
+                out[path[len(INDEX_DIR) + 1 :]] = data[oid].decode("utf-8")
+            except (KeyError, UnicodeDecodeError) as exc:
+                raise FatalError(f"{path}: cannot read index entry from the index "
+                                 f"branch ({type(exc).__name__})") from exc
+        return out
+
+    def _committed(self, paths: list[str]) -> dict[str, str | None]:
+        """The text of these files at the tip (None: no such file), read from git."""
+        if not paths:
+            return {}
+        listing = self._git(["--literal-pathspecs", "ls-tree", "-z", self.tip, "--", *paths])
         oids = _blobs(listing)
         texts = self._texts(list(oids.values()))
         return {p: texts.get(oids[p]) if p in oids else None for p in paths}
 
     def _texts(self, oids: list[str]) -> dict[str, str]:
-        """The text of these blobs, those a partial clone lacks fetched in one round
+        """The text of these blobs (see `_cat_fetched`); a blob git cannot read is left
+        out."""
+        return {oid: data.decode("utf-8", "replace")
+                for oid, data in self._cat_fetched(oids).items()}
+
+    def _cat_fetched(self, oids: list[str]) -> dict[str, bytes]:
+        """The content of these blobs, those a partial clone lacks fetched in one round
         trip (what git's own lazy fetch runs, for all of them at once); a blob git
         cannot read is left out."""
         if oids and self.partial:
@@ -436,7 +480,7 @@ class _Session:
                        "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no",
                        "--filter=blob:none", "--stdin", "origin"],
                       input="".join(f"{oid}\n" for oid in oids))
-        return {oid: data.decode("utf-8", "replace") for oid, data in self._cat(oids).items()}
+        return self._cat(oids) if oids else {}
 
     def _cat(self, oids: list[str]) -> dict[str, bytes]:
         """The content of these objects (an object git cannot read is left out)."""
@@ -446,7 +490,7 @@ class _Session:
                                                  strict=True) if obj is not None}
 
     def _boards(self) -> Boards:
-        """The leaderboards at HEAD, read from git (`render.browse.leaderboard`)."""
+        """The leaderboards at the tip, read from git (`render.browse.leaderboard`)."""
         # Layer exception (record -> browse): the READMEs regenerated in the same
         # commit rank runs by these leaderboards, and browse knows where they are named.
         from render.browse.leaderboard import (
@@ -457,7 +501,7 @@ class _Session:
         )
 
         # one listing; the files are read again only when one of them changed
-        listing = self._git(["ls-tree", "-r", "-z", "HEAD", "--", f"{EXPERIMENTS_DIR}/",
+        listing = self._git(["ls-tree", "-r", "-z", self.tip, "--", f"{EXPERIMENTS_DIR}/",
                              PROFILE_FILE])
         oids = {p: oid for p, oid in _blobs(listing).items()
                 if p == PROFILE_FILE or (p.count("/") == 2 and p == DATASET_FILE.format(
@@ -497,17 +541,15 @@ class _Session:
                    f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
                    f"+{PENDING_PREFIX}*:{_FETCHED_PENDING}*"])
         # fmt: on
+        self.tip = self._git(["rev-parse", "--verify", "--quiet",
+                              f"refs/remotes/origin/{self.branch}^{{commit}}"]).strip()
         staged = self._read_staged()
-        # every folder an entry may be merged into is checked out: merging into one
-        # that is not would not see the entry it holds
-        self._checkout([(r.dataset, r.model) for r in
-                        [*records, *(r for s in staged for r in s.records)]])
-        self._git(["reset", "--quiet", "--hard", f"refs/remotes/origin/{self.branch}"])
-        if self.written:  # an earlier round wrote files; a fresh checkout has none
-            self._git(["clean", "--quiet", "-fdx", "--", INDEX_DIR])
-        self.written = True
+        # every folder an entry may be merged into is read (one round trip): merging
+        # into one that is not would not see the entry it holds
+        at = _AtTip(self)
+        at.prefetch([(r.dataset, r.model) for r in
+                     [*records, *(r for s in staged for r in s.records)]])
         ours_staged = any(s.ref == self.staged_ref for s in staged)
-        root = self.clone / INDEX_DIR
         refused = list(self.refused)
         quarantined: list[str] = []
 
@@ -517,11 +559,11 @@ class _Session:
             if s.ref == self.staged_ref:
                 refspecs.append(f":{s.ref}")  # ours are merged below, with our own rule
                 continue
-            landable, problems = self._check_staged(root, s)
+            landable, problems = self._check_staged(at, s)
             if problems is None:
                 continue  # not ours to judge: left for its publisher or for reconcile
             for r in landable:
-                if index.merge_entry(root, r, replace_equal=s.replace_equal)[1]:
+                if at.merge(r, replace_equal=s.replace_equal):
                     changed[r.index_key] = r
             if problems:
                 token = s.ref[len(PENDING_PREFIX) :]
@@ -533,11 +575,11 @@ class _Session:
         landed: dict[str, None] = {}  # run ids of our claims that changed an entry
         for r, source in claims:
             if source is not None:
-                problem = self._check_claim(root, r, source, replace_equal)
+                problem = self._check_claim(at, r, source, replace_equal)
                 if problem is not None:
                     refused.append(f"{source}: not landed: {problem}")
                     continue
-            if index.merge_entry(root, r, replace_equal=replace_equal)[1]:
+            if at.merge(r, replace_equal=replace_equal):
                 changed[r.index_key] = r
                 landed[r.run_id] = None
         mine = {r.index_key for r in records}
@@ -556,22 +598,16 @@ class _Session:
                                  tuple(quarantined))
 
         # The generated files (READMEs, SVGs, runs.csv, the summary) that the changed
-        # folders affect are regenerated from their entries and the summary (all of
-        # them from every entry where the summary cannot say) and `add --all` stages
-        # new, changed and removed ones: whatever order publishers land in, the tree
-        # ends up as write_readme of all entries.
-        # Layer exception (record -> browse): the READMEs that map the entries are part
-        # of the same commit, and browse draws them.
-        from render.browse.sync import update_readme
-
-        update_readme(root, {(r.dataset, r.model) for r in changed.values()},
-                      self._boards(), self)
-        self._git(["add", "--all", "--", INDEX_DIR])
+        # folders affect are regenerated from their entries and the summary, and the
+        # commit is built from the tip's objects with what changed (nothing is checked
+        # out); where the summary cannot say, every file is regenerated from every entry
+        # in a full checkout. Whatever order publishers land in, the tree ends up as
+        # write_readme of all entries.
         msg = _message(sorted(changed.values(), key=lambda r: r.index_key), subject)
-        self._git(["commit", "--quiet", "--no-verify", "-m", msg])
-        sha = self._git(["rev-parse", "HEAD"]).strip()
+        folders = {(r.dataset, r.model) for r in changed.values()}
+        sha = self._commit_update(at, folders, msg) or self._commit_full(at, msg)
         self._git(["push", "--quiet", "--atomic", "--porcelain", "origin",
-                   f"HEAD:refs/heads/{self.branch}", *refspecs])  # fmt: skip
+                   f"{sha}:refs/heads/{self.branch}", *refspecs])  # fmt: skip
         if self.staged_ref and not ours_staged:  # a concurrent publisher landed ours
             landed.update(dict.fromkeys(r.run_id for r in records))
         published = tuple(landed)
@@ -579,15 +615,82 @@ class _Session:
         return PublishResult(published, rest, sha, self.failures + 1, swept, tuple(refused),
                              tuple(quarantined))
 
-    def _entry(self, root: Path, record: RunRecord) -> RunRecord | None:
-        path = root / record.index_key
-        return index.read_entry(path, root) if path.is_file() else None
+    def _commit_update(self, at: _AtTip, folders: set[tuple[str, str]], message: str
+                       ) -> str | None:
+        """The commit of the merged entries and the generated files they change,
+        worked out from the summary (`render.browse.update`); None where the summary
+        cannot say."""
+        # Layer exception (record -> browse): the READMEs that map the entries are part
+        # of the same commit, and browse draws them.
+        from render.browse.sync import is_generated
+        from render.browse.update import NeedsFull, updated_files
 
-    def _check_claim(self, root: Path, record: RunRecord, source: str | None,
+        try:
+            files, scope = updated_files(Path(INDEX_DIR), folders, self._boards(), at)
+        except NeedsFull:
+            return None
+        changes: dict[str, bytes | None] = {
+            f"{INDEX_DIR}/{key}": text.encode() for key, text in at.merged.items()}
+        have = self._listing([f"{INDEX_DIR}/{folder}" for folder in scope])
+        for rel, text in files.items():
+            data = text.encode()
+            path = f"{INDEX_DIR}/{rel}"
+            mode, kind, oid = have.get(path, ("", "", ""))
+            if (mode, kind) != ("100644", "blob") or oid != _blob_id(data, len(oid)):
+                changes[path] = data
+        for path, (_, kind, _) in have.items():
+            rel = path[len(INDEX_DIR) + 1 :]
+            folder, _, name = rel.rpartition("/")
+            if kind != "tree" and rel not in files and is_generated(
+                    folder + "/" if folder else "", name):
+                changes[path] = None  # a generated file no entry produces any more
+        self._no_links(set(changes))
+        return self._fast_import(changes, message)
+
+    def _commit_full(self, at: _AtTip, message: str) -> str:
+        """The commit of the merged entries and every generated file regenerated from
+        every entry, in a checkout of all of outputs-index/."""
+        from render.browse.sync import write_readme
+
+        self._checkout_all()
+        root = self.clone / INDEX_DIR
+        for key, text in at.merged.items():
+            path = confined(self.clone, root / key, f"{INDEX_DIR}/")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text.encode("utf-8"))
+        write_readme(root, self._boards())
+        self._git(["add", "--all", "--", INDEX_DIR])
+        self._git(["commit", "--quiet", "--no-verify", "-m", message])
+        return self._git(["rev-parse", "HEAD"]).strip()
+
+    def _fast_import(self, changes: dict[str, bytes | None], message: str) -> str:
+        """A commit on the tip that writes (bytes) or deletes (None) these paths,
+        built by `git fast-import` from the tip's trees: no checkout, no index."""
+        name, email = self.author
+        if any(c in f"{name}{email}" for c in "<>\n\0"):
+            raise FatalError(f"invalid commit author {name!r} <{email!r}>")
+        when = f"{int(time.time())} +0000"
+        msg = message.encode()
+        out = [b"commit " + _LANDING.encode() + b"\n",
+               f"author {name} <{email}> {when}\n".encode(),
+               f"committer {name} <{email}> {when}\n".encode(),
+               b"data %d\n" % len(msg), msg, b"\n",
+               f"from {self.tip}\n".encode()]
+        for path, data in sorted(changes.items()):
+            if data is None:
+                out.append(b"D " + _quoted(path) + b"\n")
+            else:
+                out += [b"M 100644 inline " + _quoted(path) + b"\n",
+                        b"data %d\n" % len(data), data, b"\n"]
+        out.append(b"done\n")
+        self._git_bytes(["fast-import", "--quiet", "--done", "--force"], input=b"".join(out))
+        return self._git(["rev-parse", "--verify", _LANDING]).strip()
+
+    def _check_claim(self, at: _AtTip, record: RunRecord, source: str | None,
                      replace_equal: bool) -> str | None:
         """Why a claim may not land (None: it may, or it would change nothing)."""
         try:
-            entry = self._entry(root, record)
+            entry = at.entry(record)
         except FatalError as exc:
             return str(exc)
         if index.merge_records(entry, record, replace_equal=replace_equal) is entry:
@@ -596,7 +699,7 @@ class _Session:
             return "no verifier"
         return self.verify(record, entry, source)
 
-    def _check_staged(self, root: Path, s: _Staged) -> tuple[list[RunRecord], list[str] | None]:
+    def _check_staged(self, at: _AtTip, s: _Staged) -> tuple[list[RunRecord], list[str] | None]:
         """(records of another publisher's staged set that may land, problems); problems
         None when this publisher leaves the set alone: it cannot verify it, or (not
         reconciling) something in it does not verify."""
@@ -605,7 +708,7 @@ class _Session:
         problems = [f"record {p}" for p in s.invalid]
         landable = []
         for r in s.records:
-            problem = self._check_claim(root, r, None, s.replace_equal)
+            problem = self._check_claim(at, r, None, s.replace_equal)
             if problem is None:
                 landable.append(r)
             else:
@@ -658,6 +761,93 @@ class _Session:
 
 
 _T = TypeVar("_T")
+_LANDING = "refs/ftops/landing"  # the scratch clone's ref of the commit it builds
+
+
+class _AtTip:
+    """The index at the fetched tip as a `render.browse.update.Tree`, read from the
+    scratch clone's git objects (entries and generated files of the folders needed
+    only), with the entry texts this landing merged laid over it."""
+
+    def __init__(self, session: _Session) -> None:
+        self.session = session
+        self.merged: dict[str, str] = {}  # index key -> the entry text this landing writes
+        self.committed: dict[tuple[str, str], dict[str, str]] = {}  # folder -> key -> text
+
+    def prefetch(self, folders: list[tuple[str, str]]) -> None:
+        """Read the committed entries of these folders, in one round trip."""
+        todo = sorted({f for f in folders if f not in self.committed})
+        if not todo:
+            return
+        texts = self.session._entry_texts(todo)
+        for folder in todo:
+            self.committed[folder] = {}
+        for key, text in texts.items():
+            d, m, _ = key.split("/", 2)
+            self.committed.setdefault((d, m), {})[key] = text
+
+    def entry_text(self, key: str) -> str | None:
+        if key in self.merged:
+            return self.merged[key]
+        d, m, _ = key.split("/", 2)
+        self.prefetch([(d, m)])
+        return self.committed[(d, m)].get(key)
+
+    def entry(self, record: RunRecord) -> RunRecord | None:
+        """The entry the index holds for `record`'s run (None: none yet)."""
+        index.check_key(record)
+        text = self.entry_text(record.index_key)
+        if text is None:
+            return None
+        return index.parse_entry(text, f"{INDEX_DIR}/{record.index_key}")
+
+    def merge(self, record: RunRecord, *, replace_equal: bool) -> bool:
+        """Merge `record` into its entry with the lifecycle rule (`index.merge_entry`,
+        in memory); whether the entry's text changed."""
+        existing = self.entry(record)
+        winner = index.merge_records(existing, record, replace_equal=replace_equal)
+        text = winner.to_json()
+        if existing is not None and self.entry_text(record.index_key) == text:
+            return False
+        self.merged[record.index_key] = text
+        return True
+
+    # -- render.browse.update.Tree ------------------------------------------------
+
+    def text(self, rel: str) -> str | None:
+        return self.session._committed([f"{INDEX_DIR}/{rel}"])[f"{INDEX_DIR}/{rel}"]
+
+    def load(self, dataset: str, model: str) -> list[RunRecord]:
+        self.prefetch([(dataset, model)])
+        texts = dict(self.committed[(dataset, model)])
+        texts.update({k: t for k, t in self.merged.items()
+                      if k.startswith(f"{dataset}/{model}/")})
+        return index.entries_of(texts)
+
+    def read(self, rels: list[str]) -> dict[str, str]:
+        out = {rel: self.merged[rel] for rel in rels if rel in self.merged}
+        rest = [rel for rel in rels if rel not in out]
+        texts = self.session._committed([f"{INDEX_DIR}/{rel}" for rel in rest])
+        missing = [rel for rel in rest if texts.get(f"{INDEX_DIR}/{rel}") is None]
+        if missing:
+            raise FatalError(f"{INDEX_DIR}/{missing[0]}: listed in the summary but not "
+                             "committed; regenerate the index with `ftops index readme`")
+        out.update({rel: texts[f"{INDEX_DIR}/{rel}"] or "" for rel in rest})
+        return out
+
+
+def _blob_id(data: bytes, width: int = 40) -> str:
+    """The id git gives a blob of these bytes: SHA-1, or SHA-256 for 64-digit ids."""
+    algo = hashlib.sha256 if width == 64 else hashlib.sha1
+    return algo(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _quoted(path: str) -> bytes:
+    """A path as `git fast-import` reads it (C-style quoted when it must be)."""
+    if not any(c in path for c in '"\\\n') and not path.startswith(" "):
+        return path.encode()
+    return ('"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            + '"').encode()
 
 
 def _blobs(listing: str) -> dict[str, str]:

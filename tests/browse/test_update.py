@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from run_records import make_record
 
+from render.browse import sync
 from render.browse.leaderboard import Boards
 from render.browse.sync import generated_files, stale_files, update_readme, write_readme
 from render.browse.update import OnDisk
@@ -70,14 +71,16 @@ def index(tmp_path: Path) -> tuple[Path, list[RunRecord]]:
 
 
 class Recorded(OnDisk):
-    """A full tree on disk that says which folders and entries were asked for."""
+    """A full tree on disk that says which folders ("<dataset>/<model>/") and entries
+    were read."""
 
     def __init__(self, root: Path, fetched: list[str]) -> None:
         super().__init__(root)
         self.fetched = fetched
 
-    def folders(self, paths: list[str]) -> None:
-        self.fetched += paths
+    def load(self, dataset: str, model: str) -> list[RunRecord]:
+        self.fetched.append(f"{dataset}/{model}/")
+        return super().load(dataset, model)
 
     def read(self, rels: list[str]) -> dict[str, str]:
         self.fetched += rels
@@ -86,11 +89,21 @@ class Recorded(OnDisk):
 
 def publish_locally(root: Path, records: list[RunRecord], boards: Boards | None = None,
                     fetched: list[str] | None = None) -> list[str]:
+    """What a publish of `records` does to `root`; "" in `fetched` when it regenerated
+    everything from every entry."""
     for r in records:
         write_entry(root, r)
     changed = {(r.dataset, r.model) for r in records}
-    return update_readme(root, changed, boards or Boards(),
-                         Recorded(root, fetched if fetched is not None else []))
+    log = fetched if fetched is not None else []
+    everything = sync._sync_generated
+
+    def full(*args: Any, **kwargs: Any) -> list[str]:
+        log.append("")
+        return everything(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sync, "_sync_generated", full)
+        return update_readme(root, changed, boards or Boards(), Recorded(root, log))
 
 
 def test_a_run_that_is_not_the_best_regenerates_only_its_folder(
@@ -183,7 +196,10 @@ def test_a_bad_summary_falls_back_to_a_full_regeneration(
     else:
         summary.write_text("{")
     new = run(903, random.Random(1))
-    publish_locally(root, [new])
+    fetched: list[str] = []
+    publish_locally(root, [new], fetched=fetched)
+    if damage != "tampered":  # still a summary in form (of a folder it re-summarises)
+        assert "" in fetched  # regenerated from every entry
     assert snapshot(root) == full(tmp_path, [*runs, new])
 
 

@@ -318,6 +318,25 @@ def test_corrupt_remote_entry_is_a_publish_error(remote: Path, tmp_path: Path) -
         publish([rec()], remote=remote.as_uri(), attempts=1)
 
 
+@pytest.mark.parametrize("summary", [True, False])
+def test_a_linked_folder_on_the_branch_is_never_written_through(
+        remote: Path, tmp_path: Path, summary: bool) -> None:
+    url = remote.as_uri()
+    publish([rec("r1", dataset="wiki")], remote=url)  # the index has a summary
+    work = tmp_path / "w"
+    git("clone", "--quiet", str(remote), str(work))
+    (work / "outputs-index/alpaca").symlink_to("/tmp")
+    if not summary:  # the full regeneration's way (a checkout of every entry)
+        git("rm", "--quiet", "outputs-index/summary.jsonl", cwd=work)
+    git("add", "-A", cwd=work)
+    git("commit", "--quiet", "-m", "a link", cwd=work)
+    git("push", "--quiet", "origin", "main", cwd=work)
+    before = git("--git-dir", str(remote), "rev-parse", "main")
+    with pytest.raises(PublishError, match=r"outputs-index/alpaca is a symbolic link"):
+        publish([rec("r2")], remote=url, attempts=1)
+    assert git("--git-dir", str(remote), "rev-parse", "main") == before
+
+
 def test_stale_readme_is_regenerated_not_merged(remote: Path, tmp_path: Path) -> None:
     url = remote.as_uri()
     publish([rec("r1", loss_points=[[1, 1.0], [2, 0.5]])], remote=url)
