@@ -10,11 +10,13 @@
         nothing changed, and (with --full) the whole `write_readme` from N entry files
         on disk (reading and parsing the entries included).
 
-    python scripts/bench_index.py publish [--publishers 50] [--attempts 8]
+    python scripts/bench_index.py publish [--publishers 50] [--attempts 8] [--no-verifier]
         Start a bare git remote in a temp dir, run N concurrent publishers (threads,
-        each with its own scratch clone) that publish one run each, print p50/p95/max
-        latency, attempts, and how many entries are missing on the remote (target 0),
-        and check every generated file equals render_index(all runs).
+        each with its own scratch clone) that publish one run each, as the post-run
+        hook does (its run.json in file storage, its `launched` entry on main, a
+        StorageVerifier: whoever lands sweeps the others' staged records), print
+        p50/p95/max latency, attempts, and how many entries are missing on the remote
+        (target 0), and check every generated file equals render_index(all runs).
 
     python scripts/bench_index.py publish --entries 100000 [--repeat 3]
         Seed a bare remote (partial clones allowed, as on GitHub) whose outputs-index/
@@ -50,7 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from render.browse import sync  # noqa: E402
 from render.browse.readme import render_index, render_readme  # noqa: E402
 from render.record.publish import PublishError, publish  # noqa: E402
-from render.record.runrecord import Metrics, RunRecord  # noqa: E402
+from render.record.runrecord import IDENTITY_FIELDS, Metrics, RunRecord  # noqa: E402
+from render.record.trust import RUN_JSON, StorageVerifier  # noqa: E402
 
 DATASETS = ["alpaca", "wiki", "gsm8k", "oasst", "dolly", "code-alpaca", "slimorca", "ultrachat",
             "sharegpt", "lima", "flan", "openhermes", "metamath", "orca-math", "tulu-3",
@@ -332,6 +335,20 @@ def bench_publish(args: argparse.Namespace) -> bool:
         _git("push", "--quiet", str(bare), "main", cwd=seed)
         url = bare.as_uri()
         records = synthetic(args.publishers, seed=1)
+        if not args.no_verifier:
+            # as the real post-run hook: each run's final record is its run.json in
+            # storage and its launcher's `launched` entry is on main (one publish, as
+            # launches go out before their runs end), so a publisher that lands also
+            # lands the records other publishers staged, once it has checked them
+            store = root / "store"
+            for i, r in enumerate(records):
+                folder = store / r.dataset / r.model / r.experiment / r.run_id
+                folder.mkdir(parents=True)
+                records[i] = r = replace(r, artifacts_uri=folder.as_uri())
+                (folder / RUN_JSON).write_text(r.to_json(), encoding="utf-8")
+            publish([RunRecord(**{f: getattr(r, f) for f in (*IDENTITY_FIELDS, "mode")},
+                               status="launched") for r in records],
+                    remote=url, workdir=root / "work")
 
         def one(r: RunRecord) -> tuple[float, int, str]:
             t = time.perf_counter()
@@ -343,6 +360,7 @@ def bench_publish(args: argparse.Namespace) -> bool:
                     attempts=args.attempts,
                     base_delay=args.base_delay,
                     max_delay=args.max_delay,
+                    verify=None if args.no_verifier else StorageVerifier(),
                 )
                 return time.perf_counter() - t, res.attempts, ""
             except PublishError as exc:
@@ -385,7 +403,9 @@ def bench_publish(args: argparse.Namespace) -> bool:
 
         print(
             f"{args.publishers} concurrent publishers, attempts={args.attempts}, "
-            f"backoff {args.base_delay}..{args.max_delay} s, {os.cpu_count()} CPUs"
+            f"backoff {args.base_delay}..{args.max_delay} s, {os.cpu_count()} CPUs, "
+            + ("no verifier (each lands its own records only)" if args.no_verifier else
+               "verifier as the post-run hook's (landers sweep verified staged records)")
         )
         print(
             f"latency p50 {pct(0.5):.2f} s  p95 {pct(0.95):.2f} s  max {lat[-1]:.2f} s  "
@@ -417,6 +437,9 @@ def main() -> int:
     q.add_argument("--attempts", type=int, default=8)
     q.add_argument("--base-delay", type=float, default=0.2)
     q.add_argument("--max-delay", type=float, default=5.0)
+    q.add_argument("--no-verifier", action="store_true",
+                   help="publishers that cannot verify each other's staged records "
+                        "(the post-run hook can: StorageVerifier)")
     q.add_argument("--entries", type=int, default=0,
                    help="time single publishes into an index of this many entries")
     q.add_argument("--repeat", type=int, default=3, help="(--entries) publishes timed")
