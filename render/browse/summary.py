@@ -1,7 +1,7 @@
 """`outputs-index/summary.jsonl`: what the map (`README.md`), each dataset's `runs.csv`
 and leaderboard need from every dataset/model folder, so that a publish can regenerate
 them from the folders it touched and this file instead of from every entry
-(`render.browse.sync.update_readme`).
+(`render.browse.update`).
 
 Generated with the other files by `ftops index readme`, from the entries alone, and
 checked by `ftops index check` like them. One JSON object a line: a header naming its

@@ -1,6 +1,7 @@
 """What a change to some dataset/model folders of `outputs-index/` does to its generated
 files, worked out from those folders and the summary (`render.browse.summary`) rather
-than from every entry: the publisher's step (`render.browse.sync.update_readme`).
+than from every entry: the publisher's step (`render.record.publish`; on disk,
+`render.browse.sync.update_readme`).
 
 `updated_files` renders each changed folder's README and SVGs; the other model READMEs
 of its dataset only when the dataset's best run changed (every model README names it);
