@@ -440,13 +440,20 @@ class _Session:
                                  "follow links in outputs-index/ (it could point outside "
                                  "it): replace it with a real folder, or remove it")
 
-    def _entry_texts(self, folders: list[tuple[str, str]]) -> dict[str, str]:
-        """The committed entry texts of these dataset/model folders at the tip, {index
-        key: text}; FatalError naming an entry git cannot read as UTF-8 text."""
-        listing = self._listing([f"{INDEX_DIR}/{d}/{m}/" for d, m in folders])
+    def _entry_texts(self, folders: list[tuple[str, str]], files: list[str]
+                     ) -> tuple[dict[str, str], dict[str, str | None]]:
+        """(the committed entry texts of these dataset/model folders at the tip, {index
+        key: text}; the text of these files of outputs-index/, None for none), read in
+        one round trip; FatalError naming an entry git cannot read as UTF-8 text."""
+        listing = self._listing([*(f"{INDEX_DIR}/{d}/{m}/" for d, m in folders),
+                                 *(f"{INDEX_DIR}/{rel}" for rel in files)])
         oids = {path: oid for path, (_, kind, oid) in listing.items()
-                if kind == "blob" and path.endswith(index.ENTRY_SUFFIX)}
-        data = self._cat_fetched(sorted(set(oids.values())))
+                if kind == "blob" and path.endswith(index.ENTRY_SUFFIX)
+                and path.count("/") == 3}
+        wanted = {f"{INDEX_DIR}/{rel}": rel for rel in files}
+        others = {wanted[path]: oid for path, (_, kind, oid) in listing.items()
+                  if kind == "blob" and path in wanted}
+        data = self._cat_fetched(sorted({*oids.values(), *others.values()}))
         out = {}
         for path, oid in oids.items():
             try:
@@ -454,7 +461,11 @@ class _Session:
             except (KeyError, UnicodeDecodeError) as exc:
                 raise FatalError(f"{path}: cannot read index entry from the index "
                                  f"branch ({type(exc).__name__})") from exc
-        return out
+        texts: dict[str, str | None] = dict.fromkeys(files)
+        for rel, oid in others.items():
+            if oid in data:
+                texts[rel] = data[oid].decode("utf-8", "replace")
+        return out, texts
 
     def _committed(self, paths: list[str]) -> dict[str, str | None]:
         """The text of these files at the tip (None: no such file), read from git."""
@@ -546,9 +557,16 @@ class _Session:
         staged = self._read_staged()
         # every folder an entry may be merged into is read (one round trip): merging
         # into one that is not would not see the entry it holds
+        # Layer exception (record -> browse): the generated files a landing reads first
+        from render.browse.runlog import RUNS_CSV
+        from render.browse.summary import SUMMARY_NAME
+
         at = _AtTip(self)
-        at.prefetch([(r.dataset, r.model) for r in
-                     [*records, *(r for s in staged for r in s.records)]])
+        folders = {(r.dataset, r.model) for r in
+                   [*records, *(r for s in staged for r in s.records)]}
+        # with them, what regenerating their files reads first (render.browse.update)
+        at.prefetch(sorted(folders), [SUMMARY_NAME, *sorted({f"{d}/{RUNS_CSV}"
+                                                              for d, _ in folders})])
         ours_staged = any(s.ref == self.staged_ref for s in staged)
         refused = list(self.refused)
         quarantined: list[str] = []
@@ -604,8 +622,8 @@ class _Session:
         # in a full checkout. Whatever order publishers land in, the tree ends up as
         # write_readme of all entries.
         msg = _message(sorted(changed.values(), key=lambda r: r.index_key), subject)
-        folders = {(r.dataset, r.model) for r in changed.values()}
-        sha = self._commit_update(at, folders, msg) or self._commit_full(at, msg)
+        sha = (self._commit_update(at, {(r.dataset, r.model) for r in changed.values()}, msg)
+               or self._commit_full(at, msg))
         self._git(["push", "--quiet", "--atomic", "--porcelain", "origin",
                    f"{sha}:refs/heads/{self.branch}", *refspecs])  # fmt: skip
         if self.staged_ref and not ours_staged:  # a concurrent publisher landed ours
@@ -683,7 +701,10 @@ class _Session:
                 out += [b"M 100644 inline " + _quoted(path) + b"\n",
                         b"data %d\n" % len(data), data, b"\n"]
         out.append(b"done\n")
-        self._git_bytes(["fast-import", "--quiet", "--done", "--force"], input=b"".join(out))
+        # its pack is kept as it is (not unpacked into loose objects) and deflated at
+        # level 1: the push sends it on, and runs.csv and the summary are megabytes
+        self._git_bytes(["-c", "fastimport.unpackLimit=0", "-c", "pack.compression=1",
+                         "fast-import", "--quiet", "--done", "--force"], input=b"".join(out))
         return self._git(["rev-parse", "--verify", _LANDING]).strip()
 
     def _check_claim(self, at: _AtTip, record: RunRecord, source: str | None,
@@ -773,13 +794,17 @@ class _AtTip:
         self.session = session
         self.merged: dict[str, str] = {}  # index key -> the entry text this landing writes
         self.committed: dict[tuple[str, str], dict[str, str]] = {}  # folder -> key -> text
+        self.texts: dict[str, str | None] = {}  # generated files read (relative paths)
 
-    def prefetch(self, folders: list[tuple[str, str]]) -> None:
-        """Read the committed entries of these folders, in one round trip."""
+    def prefetch(self, folders: list[tuple[str, str]], files: Sequence[str] = ()) -> None:
+        """Read the committed entries of these folders, and these generated files
+        (for `text`), in one round trip."""
         todo = sorted({f for f in folders if f not in self.committed})
-        if not todo:
+        more = [rel for rel in dict.fromkeys(files) if rel not in self.texts]
+        if not todo and not more:
             return
-        texts = self.session._entry_texts(todo)
+        texts, generated = self.session._entry_texts(todo, more)
+        self.texts.update(generated)
         for folder in todo:
             self.committed[folder] = {}
         for key, text in texts.items():
@@ -815,7 +840,9 @@ class _AtTip:
     # -- render.browse.update.Tree ------------------------------------------------
 
     def text(self, rel: str) -> str | None:
-        return self.session._committed([f"{INDEX_DIR}/{rel}"])[f"{INDEX_DIR}/{rel}"]
+        if rel not in self.texts:
+            self.prefetch([], [rel])
+        return self.texts[rel]
 
     def load(self, dataset: str, model: str) -> list[RunRecord]:
         self.prefetch([(dataset, model)])
