@@ -559,6 +559,8 @@ class _Session:
         # into one that is not would not see the entry it holds
         # Layer exception (record -> browse): the generated files a landing reads first
         from render.browse.runlog import RUNS_CSV
+
+        # Layer exception (record -> browse): (the same) the summary it works from
         from render.browse.summary import SUMMARY_NAME
 
         at = _AtTip(self)
@@ -641,6 +643,8 @@ class _Session:
         # Layer exception (record -> browse): the READMEs that map the entries are part
         # of the same commit, and browse draws them.
         from render.browse.sync import is_generated
+
+        # Layer exception (record -> browse): (the same) what a change regenerates
         from render.browse.update import NeedsFull, updated_files
 
         try:
@@ -668,6 +672,7 @@ class _Session:
     def _commit_full(self, at: _AtTip, message: str) -> str:
         """The commit of the merged entries and every generated file regenerated from
         every entry, in a checkout of all of outputs-index/."""
+        # Layer exception (record -> browse): (as in `_commit_update`) browse draws them
         from render.browse.sync import write_readme
 
         self._checkout_all()
