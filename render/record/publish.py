@@ -410,18 +410,8 @@ class _Session:
         children): {path: (mode, type, object id)}."""
         if not paths:
             return {}
-        return self._parse_listing(self._git(["--literal-pathspecs", "ls-tree", "-z",
-                                              "--full-tree", self.tip, "--", *paths]))
-
-    @staticmethod
-    def _parse_listing(listing: str) -> dict[str, tuple[str, str, str]]:
-        out: dict[str, tuple[str, str, str]] = {}
-        for item in listing.split("\0"):
-            meta, _, path = item.partition("\t")
-            parts = meta.split(" ")
-            if len(parts) == 3 and path:
-                out[path] = (parts[0], parts[1], parts[2])
-        return out
+        return _listed(self._git(["--literal-pathspecs", "ls-tree", "-z", "--full-tree",
+                                  self.tip, "--", *paths]))
 
     def _no_links(self, paths: set[str]) -> None:
         """FatalError when a folder above one of these paths (outputs-index/ and
@@ -432,7 +422,7 @@ class _Session:
         listing = self._listing([f"{q}/" for q in parents if q])
         if "" in parents:  # the repository's top: outputs-index itself
             top = self._git(["ls-tree", "-z", "--full-tree", self.tip])
-            listing.update(self._parse_listing(top))
+            listing.update(_listed(top))
         for path, (mode, kind, _) in sorted(listing.items()):
             if path in folders and kind != "tree":
                 what = "a symbolic link" if mode == "120000" else "not a folder"
@@ -882,15 +872,20 @@ def _quoted(path: str) -> bytes:
             + '"').encode()
 
 
-def _blobs(listing: str) -> dict[str, str]:
-    """path -> blob id, from `git ls-tree -z` output."""
-    out = {}
+def _listed(listing: str) -> dict[str, tuple[str, str, str]]:
+    """path -> (mode, type, object id), from `git ls-tree -z` output."""
+    out: dict[str, tuple[str, str, str]] = {}
     for item in listing.split("\0"):
         meta, _, path = item.partition("\t")
         parts = meta.split(" ")
-        if len(parts) == 3 and parts[1] == "blob":
-            out[path] = parts[2]
+        if len(parts) == 3 and path:
+            out[path] = (parts[0], parts[1], parts[2])
     return out
+
+
+def _blobs(listing: str) -> dict[str, str]:
+    """path -> blob id, from `git ls-tree -z` output."""
+    return {path: oid for path, (_, kind, oid) in _listed(listing).items() if kind == "blob"}
 
 
 def _parse_staged(ref: str, sha: str, body: bytes | None) -> _Staged:
