@@ -5,8 +5,10 @@ Nothing is written or deleted through a symlink inside the output folder (a comm
 
 An overlay is a folder `<out>/<dataset>/<model>/<experiment>/` holding the generated
 JobSet, the files its ConfigMap is generated from, and a kustomization that adds the
-k8s-base components (common settings, the storage profile). Building many overlays
-runs one `kubectl kustomize` per chunk of up to 100 runs, one per core at a time, over
+k8s-base components (common settings, the storage profile). ftops builds most runs'
+objects itself (render.manifests.components) and asks Kustomize for one overlay per
+group, to check them (`Builds.overlay`). A group it does not build is built by Kustomize
+here: one `kubectl kustomize` per chunk of up to 100 runs, one per core at a time, over
 a kustomization that lists the runs' resources and generators directly. Costs, in CPU
 time on the 2-core development machine: a process per overlay ~80-110 ms; listing run
 folders instead would add a kustomization load per run (~13 ms); what remains is
@@ -41,6 +43,7 @@ class Overlay:
     key: str  # <dataset>/<model>/<experiment>
     files: dict[str, str]
     run_kustomization: dict[str, Any]  # files["run/kustomization.yaml"] as data
+    jobset: dict[str, Any]  # files["run/jobset.yaml"] as data
 
 
 def kubectl() -> str:
@@ -128,17 +131,22 @@ class Builds:
             + dump_yaml(kustomization), encoding="utf-8")
         self._builds.append(self._pool.submit(_kustomize, folder))
 
+    def overlay(self, folder: Path) -> Future[str]:
+        """`kubectl kustomize <folder>`, as a person would build one overlay."""
+        return self._pool.submit(_kustomize, folder, restrict=True)
+
     def documents(self) -> list[str]:
         """Every built object, as YAML text each, once all builds are done."""
         return [doc for build in self._builds for doc in split_documents(build.result())]
 
 
-def _kustomize(folder: Path) -> str:
+def _kustomize(folder: Path, restrict: bool = False) -> str:
     # The chunks name files in the run folders, outside their own folder (hence the load
-    # restrictor). Kustomize's garbage collector takes a large part of a build's time;
-    # the process is short-lived, so it collects less often (GOGC), for a larger heap.
-    proc = subprocess.run([kubectl(), "kustomize", "--load-restrictor",
-                           "LoadRestrictionsNone", str(folder)], capture_output=True,
+    # restrictor, unless `restrict`). Kustomize's garbage collector takes a large part of
+    # a build's time; the process is short-lived, so it collects less often (GOGC), for a
+    # larger heap.
+    loads = [] if restrict else ["--load-restrictor", "LoadRestrictionsNone"]
+    proc = subprocess.run([kubectl(), "kustomize", *loads, str(folder)], capture_output=True,
                           text=True, env={**os.environ, "GOGC": GOGC}, check=False)
     if proc.returncode != 0:
         raise FatalError(f"kustomize build failed: {proc.stderr.strip()}")

@@ -7,7 +7,9 @@ import filecmp
 import os
 import re
 import shutil
+import sys
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,9 +17,16 @@ from typing import Any
 
 import yaml
 
-from render.errors import FatalError
+from render.errors import FatalError, printable
 from render.fsutil import confined
 from render.manifests import jobset
+from render.manifests.components import (
+    Component,
+    Unbuildable,
+    build_objects,
+    first_difference,
+    load_component,
+)
 from render.manifests.kustomize import (
     BASE,
     Builds,
@@ -65,10 +74,11 @@ def make_overlay(spec: RunSpec, folder: Path, repo_root: Path) -> Overlay:
     e = spec.exp
     header = HEADER.format(path=e.path, commit=spec.commit)
     train_cfg = cluster_train_config(spec)
+    jobset_data = jobset.build(spec, report_to(spec))
     evals = {name: (eval_config_name(name), cfg)
              for name, cfg in spec.eval_configs(train_cfg).items()}
     run_files: dict[str, str] = {
-        "jobset.yaml": header + dump_yaml(jobset.build(spec, report_to(spec))),
+        "jobset.yaml": header + dump_yaml(jobset_data),
         "train.yaml": header + dump_yaml(train_cfg),
         "dataset_info.json": to_json(spec.dataset_info()),
         SPEC_JSON: NodeSpec(spec.identity(), mode="cluster",
@@ -102,7 +112,7 @@ def make_overlay(spec: RunSpec, folder: Path, repo_root: Path) -> Overlay:
     }
     files = {f"{RUN_DIR}/{name}": text for name, text in run_files.items()}
     files["kustomization.yaml"] = header + dump_yaml(kustomization)
-    return Overlay(overlay_key(spec), files, run_kustomization)
+    return Overlay(overlay_key(spec), files, run_kustomization, jobset_data)
 
 
 @dataclass
@@ -110,9 +120,12 @@ class Rendered:
     spec: RunSpec
     folder: Path
     documents: list[str] = field(default_factory=list)  # built objects, YAML text each
+    objects: list[dict[str, Any]] | None = None  # the same, as data, when ftops built them
 
     @cached_property
     def manifests(self) -> list[dict[str, Any]]:
+        if self.objects is not None:
+            return self.objects
         return [yaml.load(d, Loader=yaml.CSafeLoader) for d in self.documents]
 
 
@@ -130,41 +143,106 @@ def overlay_key(spec: RunSpec) -> str:
     return f"{key}/{spec.run_id}" if e.point is not None else key
 
 
+@dataclass
+class _Group:
+    """Runs that share namespace and components, and how they are built."""
+
+    namespace: str
+    components: tuple[str, ...]
+    members: list[int]
+    overlays: list[Overlay]
+    folders: list[Path]
+    objects: list[list[dict[str, Any]]] | None = None  # built by ftops, per member
+    check: Future[str] | None = None  # Kustomize's build of the first member's overlay
+
+
 def render(specs: Sequence[RunSpec], out: Path, repo_root: Path) -> list[Rendered]:
-    """Write overlays and `manifests.yaml` (the built objects) for every spec."""
+    """Write overlays and `manifests.yaml` (the built objects) for every spec.
+
+    Each group's objects are made in Python (render.manifests.components) and one run of
+    the group is built by Kustomize to check them; a group whose components ftops does
+    not apply itself, or whose check differs, is built by Kustomize in chunks."""
     _check_out(out, repo_root)
     out.mkdir(parents=True, exist_ok=True)
     grouped: dict[tuple[str, tuple[str, ...]], list[int]] = {}
     for i, spec in enumerate(specs):
         grouped.setdefault((spec.exp.profile.namespace, components(spec)), []).append(i)
-    dirs: dict[int, Path] = {}
+    loaded: dict[str, Component | str] = {}
+    groups: list[_Group] = []
     with Builds(out, repo_root) as builds:
         for (ns, comps), members in sorted(grouped.items()):
-            for n, part in enumerate(chunks(len(members))):
-                chunk = [members[i] for i in part]
-                overlays = [make_overlay(specs[i], out / overlay_key(specs[i]), repo_root)
-                            for i in chunk]
-                written = write_overlays(out, overlays)
-                dirs.update(zip(chunk, written, strict=True))
-                builds.add(f"{ns}-{comps[-1].rsplit('/', 1)[-1]}-{n}", ns, comps,
-                           [(d / RUN_DIR, o.run_kustomization)
-                            for d, o in zip(written, overlays, strict=True)])
+            overlays = [make_overlay(specs[i], out / overlay_key(specs[i]), repo_root)
+                        for i in members]
+            group = _Group(ns, comps, members, overlays, write_overlays(out, overlays))
+            groups.append(group)
+            for c in comps:
+                if c not in loaded:
+                    loaded[c] = load_component(repo_root, c)
+            why = next((f"{c}: {loaded[c]}" for c in comps if isinstance(loaded[c], str)),
+                       None)
+            if why is None:
+                group.check = builds.overlay(group.folders[0])
+                applied = [c for c in (loaded[c] for c in comps) if isinstance(c, Component)]
+                try:
+                    group.objects = [_objects(ns, applied, o) for o in overlays]
+                except Unbuildable as e:
+                    why = str(e)
+            if why is not None:
+                _note(f"{printable(why)}; its runs are built by Kustomize (slower)")
+                _kustomize_group(builds, group)
+        for group in groups:
+            if group.objects is None or group.check is None:
+                continue
+            built = [d for d in yaml.safe_load_all(group.check.result()) if d]
+            where = first_difference(group.objects[0], built)
+            if where is not None:
+                _note(f"the objects ftops built for {printable(group.overlays[0].key)} differ "
+                      f"from `kubectl kustomize` at {printable(where)}; the runs of its "
+                      "group are built by Kustomize")
+                group.objects = None
+                _kustomize_group(builds, group)
         documents = builds.documents()
     by_run: dict[str, list[str]] = {}
     for doc in documents:
         match = _RUN_LABEL.search(doc)
         by_run.setdefault(match.group(1) if match else "", []).append(doc)
-    results = []
-    for i, spec in enumerate(specs):
-        folder = dirs[i]
-        docs = by_run.get(spec.run_id, [])
-        if len(docs) != 2:  # the ConfigMap and the JobSet
-            raise FatalError(f"internal error: Kustomize returned {len(docs)} object(s) for "
-                             f"run {spec.run_id} of {spec.exp.path}")
-        header = HEADER.format(path=spec.exp.path, commit=spec.commit)
-        (folder / "manifests.yaml").write_text(header + "---\n".join(docs), encoding="utf-8")
-        results.append(Rendered(spec, folder, docs))
-    return results
+    results: dict[int, Rendered] = {}
+    for group in groups:
+        for n, (i, folder) in enumerate(zip(group.members, group.folders, strict=True)):
+            spec = specs[i]
+            objects = group.objects[n] if group.objects is not None else None
+            if objects is not None:
+                docs = [dump_yaml(o, sort_keys=True) for o in objects]
+            else:
+                docs = by_run.get(spec.run_id, [])
+                if len(docs) != 2:  # the ConfigMap and the JobSet
+                    raise FatalError(f"internal error: Kustomize returned {len(docs)} "
+                                     f"object(s) for run {spec.run_id} of {spec.exp.path}")
+            header = HEADER.format(path=spec.exp.path, commit=spec.commit)
+            (folder / "manifests.yaml").write_text(header + "---\n".join(docs),
+                                                   encoding="utf-8")
+            results[i] = Rendered(spec, folder, docs, objects)
+    return [results[i] for i in range(len(specs))]
+
+
+def _objects(namespace: str, applied: list[Component], overlay: Overlay) -> list[dict[str, Any]]:
+    prefix = RUN_DIR + "/"
+    return build_objects(namespace, applied, overlay.jobset,
+                         overlay.run_kustomization["configMapGenerator"][0],
+                         {n[len(prefix):]: t for n, t in overlay.files.items()
+                          if n.startswith(prefix)})
+
+
+def _kustomize_group(builds: Builds, group: _Group) -> None:
+    for n, part in enumerate(chunks(len(group.members))):
+        builds.add(f"{group.namespace}-{group.components[-1].rsplit('/', 1)[-1]}-{n}",
+                   group.namespace, group.components,
+                   [(group.folders[i] / RUN_DIR, group.overlays[i].run_kustomization)
+                    for i in part])
+
+
+def _note(text: str) -> None:
+    print(f"ftops render: note: {text}", file=sys.stderr)
 
 
 def _check_out(out: Path, repo_root: Path) -> None:

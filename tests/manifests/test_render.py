@@ -52,20 +52,61 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
             assert (ra.folder / name).read_bytes() == (rb.folder / name).read_bytes()
 
 
-def test_batch_build_equals_each_overlay_built_alone(tmp_path: Path) -> None:
-    """The fast path (a few Kustomize processes over group chunks that list the runs'
-    resources and generators) must produce exactly what `kubectl kustomize <overlay>`
-    produces for each run's own overlay, byte for byte."""
+def _kustomize_alone(folder: Path) -> str:
     import subprocess
 
     from render.manifests.kustomize import kubectl
 
+    return subprocess.run([kubectl(), "kustomize", str(folder)], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def test_every_run_is_what_kustomize_builds_of_its_overlay(tmp_path: Path) -> None:
+    """ftops builds the objects itself (render.manifests.components); each run's must be
+    what `kubectl kustomize <overlay>` builds of the overlay a person would apply, and
+    manifests.yaml must read back as exactly those objects."""
     root = make_workspace(tmp_path)
-    for r in render(specs_for(root), root / "out", root):
-        alone = subprocess.run([kubectl(), "kustomize", str(r.folder)], check=True,
-                               capture_output=True, text=True).stdout
-        assert [d for d in yaml.safe_load_all(alone) if d] == r.manifests
-        assert "---\n".join(r.documents) == alone
+    rendered = render(specs_for(root), root / "out", root)
+    assert rendered and all(r.objects is not None for r in rendered)  # none fell back
+    for r in rendered:
+        built = [d for d in yaml.safe_load_all(_kustomize_alone(r.folder)) if d]
+        assert built == r.manifests
+        written = (r.folder / "manifests.yaml").read_text()
+        assert [d for d in yaml.safe_load_all(written) if d] == built
+
+
+def test_a_component_ftops_does_not_apply_goes_to_kustomize(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A k8s-base component that uses more than labels and JSON patches (here
+    commonAnnotations) sends its runs to Kustomize, which builds them in chunks, byte for
+    byte what it builds of each overlay alone; the render says why it is slower."""
+    root = make_workspace(tmp_path)
+    common = root / "k8s-base/components/jobset-common/kustomization.yaml"
+    common.write_text(common.read_text() + "commonAnnotations:\n  team: ml\n")
+    rendered = render(specs_for(root), root / "out", root)
+    err = capsys.readouterr().err
+    assert "jobset-common: it uses commonAnnotations" in err and "by Kustomize" in err
+    for r in rendered:
+        assert r.objects is None
+        assert "---\n".join(r.documents) == _kustomize_alone(r.folder)
+        assert all(d["metadata"]["annotations"]["team"] == "ml" for d in r.manifests)
+
+
+def test_objects_that_differ_from_kustomizes_are_not_used(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A real difference: Kustomize's YAML folds NEL (U+0085) into a space, where ftops
+    keeps the character. The run checked against Kustomize shows it, so its group is
+    built by Kustomize (what `kubectl apply -k` would create) and the render says where."""
+    root = make_workspace(tmp_path)
+    exp, _ = Workspace(root).load(root / "experiments/demo/tiny-llama/sft_lora_v1.yaml")
+    assert exp is not None
+    exp.merged["metadata"]["owner"] = "a\x85b"  # past lint on purpose
+    (r,) = render([RunSpec(exp, GOLDEN_COMMIT)], root / "out", root)
+    err = capsys.readouterr().err
+    assert "differ from `kubectl kustomize` at /1/metadata/annotations/ftops.dev/owner" in err
+    assert r.objects is None
+    assert r.manifests[1]["metadata"]["annotations"]["ftops.dev/owner"] == "a b"
+    assert "---\n".join(r.documents) == _kustomize_alone(r.folder)
 
 
 def test_changing_k8s_base_rerenders_every_experiment(tmp_path: Path) -> None:
