@@ -127,7 +127,11 @@ def build_objects(namespace: str, comps: Sequence[Component], jobset: dict[str, 
                         patch.patch.apply(obj, in_place=True)
                     except (jsonpatch.JsonPatchException,
                             jsonpatch.JsonPointerException) as e:
-                        raise Unbuildable(f"{comp.path}: {e}") from None
+                        detail = str(e)  # may quote the whole object: its start only
+                        detail = detail if len(detail) <= 100 else detail[:100] + "..."
+                        raise Unbuildable(
+                            f"{comp.path}: a patch does not apply to {obj.get('kind')} "
+                            f"{obj['metadata'].get('name')} ({detail})") from None
             if comp.labels:
                 obj["metadata"].setdefault("labels", {}).update(comp.labels)
     for obj in objects:

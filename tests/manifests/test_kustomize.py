@@ -1,6 +1,6 @@
-"""Group chunks: every run in exactly one chunk, none over CHUNK, sizes even (so the
-Kustomize processes that build them take about as long each); a failed build is a
-clear error."""
+"""Group chunks (how Kustomize builds the runs ftops does not build itself): every run
+in exactly one chunk, none over CHUNK, sizes even (so the Kustomize processes that build
+them take about as long each); a failed build is a clear error."""
 
 from __future__ import annotations
 
@@ -35,3 +35,8 @@ def test_a_kustomize_failure_is_a_clear_error(tmp_path: Path,
     err = capsys.readouterr().err
     assert "kustomize build failed" in err and "noSuchField" in err
     assert "Traceback" not in err
+    # ftops's own try said why it handed the runs to Kustomize, briefly (jsonpatch's
+    # message quotes the whole object)
+    notes = [line for line in err.splitlines() if line.startswith("ftops render: note")]
+    assert notes and "a patch does not apply to JobSet" in notes[0]
+    assert all(len(line) < 400 for line in notes)
