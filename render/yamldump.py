@@ -88,6 +88,17 @@ class _Whole(Exception):
 # YAML 1.1 or 1.2 read as booleans or null are left to PyYAML.
 _PLAIN = re.compile(r"[A-Za-z_/][A-Za-z0-9_./=@+,()-]*(?:[ :][A-Za-z0-9_./=@+,()-]+)*")
 _WORDS = frozenset({"y", "n", "yes", "no", "true", "false", "on", "off", "null"})
+# And lower-case letters and digits with a digit first (a run id, a hash) but a letter
+# somewhere: plain unless YAML reads a number in it (1e5, 0b101, 0x1f, 0o17).
+_DIGIT_FIRST = re.compile(r"[0-9][0-9a-z]*[a-z][0-9a-z]*")
+_NUMBER_LIKE = re.compile(r"[0-9]+e[0-9]+|0[box].*")
+
+
+def _plain(text: str) -> bool:
+    """Whether PyYAML writes `text` plain, told at a glance (False: ask PyYAML)."""
+    if _PLAIN.fullmatch(text):
+        return text.lower() not in _WORDS
+    return bool(_DIGIT_FIRST.fullmatch(text)) and not _NUMBER_LIKE.fullmatch(text)
 _MEMO_MAX = 100_000
 _values: dict[str, str] = {}
 _keys: dict[str, str] = {}
@@ -99,7 +110,7 @@ def _value(text: str) -> str:
     found = _values.get(text)
     if found is not None:
         return found
-    if _PLAIN.fullmatch(text) and text.lower() not in _WORDS:
+    if _plain(text):
         found = text
     else:
         found = _pyyaml({"k": text}, False)[3:-1]
@@ -117,7 +128,7 @@ def _key(text: Any) -> str:
     found = _keys.get(text)
     if found is not None:
         return found
-    if len(text) < 100 and _PLAIN.fullmatch(text) and text.lower() not in _WORDS:
+    if len(text) < 100 and _plain(text):
         found = text
     else:
         out = _pyyaml({text: 0}, False)
@@ -170,10 +181,16 @@ def _mapping(data: dict[Any, Any], indent: int, first: str, out: list[str],
     pad = " " * indent
     lead = first
     items = sorted(data.items()) if sort_keys else data.items()
+    keys, values = _keys, _values
     for k, v in items:
-        key = _key(k)
+        key = keys.get(k) if type(k) is str else None
+        if key is None:
+            key = _key(k)
         kind = type(v)
-        if kind is dict:
+        if kind is str:  # the most common case, inlined
+            value = values.get(v)
+            out.append(f"{lead}{key}: {_value(v) if value is None else value}\n")
+        elif kind is dict:
             if v:
                 out.append(f"{lead}{key}:\n")
                 _mapping(v, indent + 2, " " * (indent + 2), out, sort_keys)

@@ -23,8 +23,11 @@ _tricky = st.sampled_from([
     "0x1F", "0o17", "0b101", "1e5", "1_000", "1:20", "2024-01-01", ".5", ".inf", "-.Inf",
     ".nan", "=", "<<", "a\nb", "a\n", "\n", "a\tb", "\x85", "\u2028", "é", "日本",
     "\U0001f600", "a\\b", "x" * 130, "/mnt/data", "gs://b/p", "04ba56a3cf", "_a", "a.b",
+    "0b101", "0b1z", "0x1f", "0o17", "0o9", "04e12", "1e", "1e5x", "12ab", "1a2b3c", "9z",
+    "0", "00", "1st", "3e", "1E5", "1e+5",
 ])
 _text = st.one_of(_tricky, st.text(max_size=12),
+                  st.from_regex(r"[0-9][0-9a-z+.:_-]{0,8}", fullmatch=True),
                   st.from_regex(r"[A-Za-z_/:#'\"][A-Za-z0-9_./=@+,()\-: #'\"!%]{0,20}",
                                 fullmatch=True))
 _scalars = st.one_of(
