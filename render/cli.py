@@ -494,8 +494,8 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from render.browse.sync import stale_files, write_readme
-    from render.record.index import INDEX_DIR, count_entries
+    from render.browse.sync import check_files, write_readme
+    from render.record.index import INDEX_DIR
 
     root = Path(args.repo).resolve() / INDEX_DIR
     if args.action == "readme":
@@ -503,14 +503,13 @@ def cmd_index(args: argparse.Namespace) -> int:
         _say(f"wrote {root / 'README.md'}")
         return 0
     if args.action == "check":
-        stale = stale_files(root)
+        stale, entries = check_files(root)
         if stale:
             raise FatalError("generated outputs-index files are stale: "
                              + ", ".join(str(p) for p in stale[:10])
                              + ("..." if len(stale) > 10 else "")
                              + "; regenerate them with `ftops index readme` and commit them")
-        # counted, not loaded again: the check above read every entry already
-        _say(f"ok: outputs-index/README.md is current ({count_entries(root)} run(s))")
+        _say(f"ok: outputs-index/README.md is current ({entries} run(s))")
         return 0
     from render.record.destination import IndexDestination
     from render.record.hook import stored_records

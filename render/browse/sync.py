@@ -24,6 +24,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from render.browse import verified
 from render.browse.leaderboard import Boards, load_boards
 from render.browse.readme import README_NAME, generate
 from render.browse.runlog import RUNS_CSV
@@ -31,7 +32,7 @@ from render.browse.summary import SUMMARY_NAME
 from render.browse.svg import SVG_SUFFIX
 from render.browse.update import NeedsFull, OnDisk, Tree, updated_files
 from render.fsutil import atomic_write, confined, create_new
-from render.record.index import load_by_dataset
+from render.record.index import ENTRY_SUFFIX, count_entries, load_by_dataset
 
 TOP_FILES = (README_NAME, SUMMARY_NAME)  # the generated files at the top
 _TOP_NAMES = (*TOP_FILES, RUNS_CSV)  # and one written before (removed as stale)
@@ -83,6 +84,17 @@ def stale_files(root: Path, boards: Boards | None = None) -> list[str]:
     return _sync_generated(root, boards, write=False)
 
 
+def check_files(root: Path, boards: Boards | None = None) -> tuple[list[str], int]:
+    """`stale_files`, and how many entry files `root` holds (counted from the scan the
+    check began with, where it took one)."""
+    seen: list[verified.Snapshot] = []
+    stale = _sync_generated(root, boards, write=False, seen=seen)
+    if not seen:
+        return stale, count_entries(root)
+    return stale, sum(1 for folder, files in seen[0].folders.items() if folder.count("/") == 2
+                      for name in files if name.endswith(ENTRY_SUFFIX))
+
+
 def generated_files(root: Path) -> list[str]:
     """Paths (relative to `root`) of the generated files present under `root`."""
     return sorted(_scan_generated(root))
@@ -120,11 +132,47 @@ def _generated_name(name: str) -> bool:
     return name == README_NAME or (name.endswith(SVG_SUFFIX) and not name.startswith("."))
 
 
-def _sync_generated(root: Path, boards: Boards | None, *, write: bool) -> list[str]:
+def _sync_generated(root: Path, boards: Boards | None, *, write: bool,
+                    seen: list[verified.Snapshot] | None = None) -> list[str]:
     """Compare (and with `write`, make) the generated files under `root` with what
-    the entries produce; returns the paths that differ, are missing or are stale."""
+    the entries produce; returns the paths that differ, are missing or are stale.
+    Only the folders changed since the files were last known current are redone, when
+    that is known (`render.browse.verified`)."""
     if boards is None:
         boards = load_boards(root.resolve().parent)
+    fp = verified.fingerprint(boards)
+    state = verified.load(root, fp)
+    before = verified.scan(root)
+    if before is not None and seen is not None:
+        seen.append(before)
+    folders = (verified.changed_folders(state, before.folders)
+               if state is not None and before is not None else None)
+    if folders is not None and not folders:
+        return []  # nothing changed since they were current
+    result = None
+    if folders is not None:
+        with contextlib.suppress(NeedsFull):
+            result = _sync_folders(root, folders, boards, write=write)
+    if result is None:
+        result = _sync_all(root, boards, write=write)
+    if write or not result:
+        verified.save(root, fp, before, result if write else ())
+    return result
+
+
+def _sync_folders(root: Path, folders: set[tuple[str, str]], boards: Boards, *,
+                  write: bool) -> list[str]:
+    """`_sync_generated` of what these folders affect (raises NeedsFull)."""
+    files, scope = updated_files(root, folders, boards, OnDisk(root))
+    on_disk = _scan_scope(root, scope)
+    differ = _sync_files(root, files, on_disk, write=write)
+    stale = sorted(rel for rel in on_disk if rel not in files)
+    if write:
+        _remove(root, stale)
+    return sorted(differ + stale)
+
+
+def _sync_all(root: Path, boards: Boards, *, write: bool) -> list[str]:
     on_disk = _scan_generated(root)
     differ: list[str] = []
     expected: set[str] = set()
