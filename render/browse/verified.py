@@ -3,30 +3,33 @@ so `ftops index readme` and `ftops index check` redo only the folders changed si
 
 Reading and rendering every entry costs ~0.5 ms a run (~50 s at 100,000). After a
 regeneration or a check that found nothing stale, ftops keeps, in this user's cache
-(`render.usercache`, `index-state/`), the lstat signature (type and mode, size, mtime,
-ctime, inode) of every file in the index's top, dataset and dataset/model folders, with
-a fingerprint of the leaderboards and of ftops's own code. The next run compares a scan
-of the same folders with it, as git compares its index with the working tree:
+(`render.usercache`, `index-state/`), a digest of each of the index's top, dataset and
+dataset/model folders: the names of its files and their lstat signatures (type and
+mode, size, mtime, ctime, inode), with a fingerprint of the leaderboards and of ftops's
+own code. The next run scans the same folders and compares, as git compares its index
+with the working tree:
 
-- nothing differs: the generated files are current (a scan: ~1 s at 100,000 runs);
-- files of some dataset/model folders differ (an entry added, edited or removed, a
-  README or SVG there touched): those folders are regenerated from their entries, with
-  the dataset files and the map, from the summary (`render.browse.update`, as a
-  publish does), and compared with the files on disk;
-- a dataset's own file differs (its README, runs.csv, an SVG): every folder of that
+- nothing differs: the generated files are current (the scan: ~1.5 s at 100,000 runs,
+  one lstat per file);
+- some dataset/model folders differ (an entry added, edited or removed, a README or
+  SVG there touched): those folders are regenerated from their entries, with their
+  datasets' files and the map, from the summary (`render.browse.update`, as a publish
+  does), and compared with the files on disk;
+- a dataset's own folder differs (its README, runs.csv, an SVG): every folder of that
   dataset is redone;
 - anything else (a top file, a linked folder, other leaderboards, another ftops, no
-  state, a state this user does not own): everything is read and regenerated, as before.
+  state, a state this user does not own alone): everything is read and regenerated,
+  as before.
 
 A file changed within `RACY_NS` of the scan that signed it could keep its signature (a
-coarse file clock), so such a signature is not kept: the file counts as changed next
-time ("racily clean", as git says). A file someone else changes while a run reads the
-index no longer matches the signature the run began with, so its folder is redone next
-time too. The state is a speed-up only where the files can be trusted to be
-what was scanned: it is this user's, for this folder (by real path); CI's fresh clone
-has none and checks everything.
+coarse file clock), so its folder is not kept: it counts as changed next time ("racily
+clean", as git says). A file someone else changes while a run reads the index no
+longer matches the signature the run began with, so its folder is redone next time too.
+Only a change that keeps size, both times and inode would pass unseen; ctime cannot be
+set by a user. The state is a speed-up where the files are this user's to trust: it
+is this user's, for this folder (by real path); CI's fresh clone has none and checks
+everything.
 """
-
 from __future__ import annotations
 
 import contextlib
