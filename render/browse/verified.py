@@ -88,45 +88,34 @@ def scan(root: Path) -> Snapshot | None:
     when a folder there is a symbolic link (the full regeneration says what it does
     with one) or `root` is not a folder."""
     began = time.time_ns()
-    found: Scan = {"": {}}
-    top_files = found[""]
+    found: Scan = {}
     try:
-        with os.scandir(root) as top:
-            for d in top:
-                if d.name.startswith("."):
-                    continue
-                if d.is_symlink():
-                    return None
-                if not d.is_dir(follow_symlinks=False):
-                    st = d.stat(follow_symlinks=False)
-                    top_files[d.name] = (st.st_mode, st.st_size, st.st_mtime_ns,
-                                         st.st_ctime_ns, st.st_ino)
-                    continue
-                own: dict[str, Signature] = {}
-                found[d.name + "/"] = own
-                with os.scandir(d.path) as models:
-                    for m in models:
-                        if m.name.startswith("."):
-                            continue
-                        if m.is_symlink():
-                            return None
-                        if not m.is_dir(follow_symlinks=False):
-                            st = m.stat(follow_symlinks=False)
-                            own[m.name] = (st.st_mode, st.st_size, st.st_mtime_ns,
-                                           st.st_ctime_ns, st.st_ino)
-                            continue
-                        files: dict[str, Signature] = {}
-                        found[f"{d.name}/{m.name}/"] = files
-                        with os.scandir(m.path) as it:
-                            for f in it:
-                                if not f.name.startswith("."):
-                                    st = f.stat(follow_symlinks=False)
-                                    files[f.name] = (st.st_mode, st.st_size,
-                                                     st.st_mtime_ns, st.st_ctime_ns,
-                                                     st.st_ino)
+        if not _scan_folder(str(root), "", 2, found):
+            return None
     except (FileNotFoundError, NotADirectoryError):
         return None
     return Snapshot(began, found)
+
+
+def _scan_folder(path: str, folder: str, depth: int, found: Scan) -> bool:
+    """Sign the files of `folder` ("", "<d>/" or "<d>/<m>/", at `path`) into `found`,
+    and those of its subfolders `depth` levels down; False for a link among them."""
+    files: dict[str, Signature] = {}
+    found[folder] = files
+    below: list[os.DirEntry[str]] = []
+    with os.scandir(path) as it:
+        for e in it:
+            if e.name.startswith("."):
+                continue
+            if depth:
+                if e.is_symlink():
+                    return False
+                if e.is_dir(follow_symlinks=False):
+                    below.append(e)
+                    continue
+            st = e.stat(follow_symlinks=False)
+            files[e.name] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return all(_scan_folder(e.path, f"{folder}{e.name}/", depth - 1, found) for e in below)
 
 
 def digest(files: dict[str, Signature]) -> Digest:
