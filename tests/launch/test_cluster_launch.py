@@ -7,6 +7,7 @@ works on its own copy of an experiment (`own`): the session's cluster is shared.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +18,7 @@ from devcluster.kube import wait_for
 from lint_harness import record_run
 
 from render.cli import main
+from render.errors import FatalError
 from render.launch.cluster import status
 from render.launch.kube import Cluster
 from render.manifests.runspec import RunSpec
@@ -298,7 +300,9 @@ def delete_runs(devcluster: Any, run_ids: list[str]) -> None:
     from render.launch.cluster import cancel
 
     for rid in run_ids:
-        if cluster_of(devcluster).jobsets(f"{RUN_ID_LABEL}={rid}"):
+        # a JobSet cancelled just before (foreground deletion under way) can be gone
+        # between a listing and the cancel's own: "no JobSet" then means done
+        with contextlib.suppress(FatalError):
             cancel(cluster_of(devcluster), rid)
     wait_for("JobSets gone", lambda: not any(
         cluster_of(devcluster).jobsets(f"{RUN_ID_LABEL}={r}") for r in run_ids), timeout=240)
