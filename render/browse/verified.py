@@ -46,6 +46,7 @@ from pathlib import Path
 import jinja2
 
 from render.browse.leaderboard import Boards
+from render.record.index import ENTRY_SUFFIX
 from render.usercache import cache_dir, load_marshal, write_quietly
 
 FORMAT = 2
@@ -84,9 +85,12 @@ def fingerprint(boards: Boards) -> str:
 
 def scan(root: Path) -> Snapshot | None:
     """The signature of every file in the top, dataset and dataset/model folders of
-    `root` (hidden names skipped, as the entries and generated files are read); None
-    when a folder there is a symbolic link (the full regeneration says what it does
-    with one) or `root` is not a folder."""
+    `root` (hidden files skipped, as the generated files are); None when the entry
+    loader would read something the signatures do not cover, so the full regeneration
+    decides (and says what is wrong): a symbolic link (it is followed), a folder inside
+    a dataset/model folder or a hidden folder (the loader walks every level), a `.json`
+    outside a dataset/model folder or a hidden one (read, and refused as misplaced), or
+    `root` not a folder."""
     began = time.time_ns()
     found: Scan = {}
     try:
@@ -105,14 +109,20 @@ def _scan_folder(path: str, folder: str, depth: int, found: Scan) -> bool:
     below: list[os.DirEntry[str]] = []
     with os.scandir(path) as it:
         for e in it:
+            if e.is_symlink():
+                return False
+            is_dir = e.is_dir(follow_symlinks=False)
             if e.name.startswith("."):
-                continue
-            if depth:
-                if e.is_symlink():
+                if is_dir or e.name.endswith(ENTRY_SUFFIX):
                     return False
-                if e.is_dir(follow_symlinks=False):
-                    below.append(e)
-                    continue
+                continue
+            if is_dir:
+                if not depth:
+                    return False
+                below.append(e)
+                continue
+            if depth and e.name.endswith(ENTRY_SUFFIX):
+                return False
             st = e.stat(follow_symlinks=False)
             files[e.name] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
     return all(_scan_folder(e.path, f"{folder}{e.name}/", depth - 1, found) for e in below)

@@ -18,6 +18,7 @@ from test_update import full, run, snapshot
 from render.browse import sync, verified
 from render.browse.leaderboard import Boards
 from render.browse.sync import stale_files, write_readme
+from render.errors import FatalError
 from render.record.index import write_entry
 
 
@@ -157,3 +158,28 @@ def test_a_file_changed_while_a_run_read_the_index_is_redone_next_time(
     now = verified.scan(root)
     assert now is not None
     assert verified.changed_folders(state, now.folders) == {tuple(rel.split("/")[:2])}
+
+
+@pytest.mark.parametrize("place", ["wiki/stray.json", "stray.json",
+                                   "wiki/qwen2.5-7b/sub/stray.json",
+                                   "wiki/qwen2.5-7b/.stray.json", ".hidden/stray.json",
+                                   "link"])
+def test_what_the_entry_loader_reads_beyond_the_signatures_goes_to_the_full_pass(
+        tmp_path: Path, place: str) -> None:
+    """The loader reads every .json at any depth (hidden ones too) and follows links;
+    the signatures cover the files of three levels. Anything beyond them is the full
+    pass's to judge: a misplaced entry is the same error with or without a state."""
+    root, _ = _index(tmp_path)
+    entry = next((root / "wiki").glob("*/*.json"))
+    if place == "link":  # an entry that is a link: its target can change unseen
+        target = tmp_path / "elsewhere.json"
+        target.write_bytes(entry.read_bytes())
+        entry.unlink()
+        entry.symlink_to(target)
+    else:
+        (root / place).parent.mkdir(parents=True, exist_ok=True)
+        (root / place).write_bytes(entry.read_bytes())
+    assert verified.scan(root) is None
+    if place != "link":
+        with pytest.raises(FatalError, match="stored at the wrong path"):
+            stale_files(root, Boards())
