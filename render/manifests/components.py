@@ -157,5 +157,7 @@ def first_difference(ours: Any, theirs: Any, path: str = "") -> str | None:
             if found:
                 return found
         return None
-    return None if ours == theirs and type(ours) is type(theirs) or (
-        isinstance(ours, str) and isinstance(theirs, str) and ours == theirs) else path or "/"
+    # equal, and of one type (True == 1), a Literal counting as the str it is
+    same = ours == theirs and (type(ours) is type(theirs)
+                               or isinstance(ours, str) and isinstance(theirs, str))
+    return None if same else path or "/"
